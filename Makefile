@@ -28,10 +28,10 @@ model: setup
 run: model
 	$(BIN)/synth run pipelines/quickstart.yaml
 
-test: model
+test: model browser
 	$(BIN)/pytest
 
-test-fast: model
+test-fast: model browser
 	$(BIN)/pytest -m "not slow"
 
 bench: model
@@ -39,3 +39,21 @@ bench: model
 
 clean:
 	rm -rf out .pytest_cache
+
+# Headless Chromium (Debian package `chromium`) for the report's browser test and
+# `synth report PATH --screenshot FILE`. Idempotent: installs only when missing, and only where
+# apt-get is available (as root, or with passwordless sudo); elsewhere it says so and the
+# browser test is skipped. A failing apt-get fails the target.
+.PHONY: browser
+browser:
+	@if command -v chromium >/dev/null 2>&1; then \
+		echo "browser: $$(command -v chromium) is installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: no chromium and no apt-get here; tests/test_report.py skips the browser test"; \
+	else \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+		else echo "browser: installing chromium needs root (sudo make browser)"; exit 1; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium && \
+		echo "browser: installed $$(command -v chromium)"; \
+	fi

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import typer
 
-from synth.cli import curate_cmd, inspect_cmd, model_cmd, run_cmd, verify_cmd
+from synth.cli import curate_cmd, inspect_cmd, model_cmd, report_cmd, run_cmd, train_cmd, verify_cmd
 
 app = typer.Typer(
     name="synth",
@@ -21,8 +21,10 @@ app.command("inspect")(inspect_cmd.inspect)
 app.command("filter")(curate_cmd.filter_)
 app.command("dedup")(curate_cmd.dedup)
 app.command("decontam")(curate_cmd.decontam)
+app.command("report")(report_cmd.report)
 app.add_typer(model_cmd.app, name="model")
 app.add_typer(verify_cmd.app, name="verify")
+app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:
