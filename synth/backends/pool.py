@@ -26,6 +26,10 @@ def engine_class(backend: str):
         from synth.backends.openai_engine import OpenAIEngine
 
         return OpenAIEngine
+    if backend == "hybrid":
+        from synth.backends.hybrid_engine import HybridEngine
+
+        return HybridEngine
     if backend == "fake":
         from synth.backends.fake_engine import FakeEngine
 
@@ -38,6 +42,8 @@ def engine_resources(spec: EngineSpec) -> dict:
     if spec.backend == "vllm":
         gpus = 1 if _cluster_has_gpus() else 0
         return {"num_cpus": 1, "num_gpus": gpus}
+    if spec.backend == "hybrid":
+        return {"num_cpus": 1}  # torch decoding on the CPU
     return {"num_cpus": 0}
 
 

@@ -155,18 +155,15 @@ def sample(
         "--speculative", help="Self-speculative decoding with the MTP head (greedy only).")] = False,
 ) -> None:
     """Generate from a checkpoint with the KV/SSM cache, optionally self-speculative."""
-    import time
-
     with user_errors():
         from synth.errors import SynthError
         from synth.train.sample import generate_text
 
         if speculative and temperature > 0:
             raise SynthError("--speculative decodes greedily; drop --temperature")
-        t0 = time.time()
         text, stats = generate_text(checkpoint, prompt, max_tokens=max_tokens, temperature=temperature,
                                     top_p=top_p, seed=seed, chat=chat, speculative=speculative)
-        dt = time.time() - t0
+    dt = stats["seconds"]
     typer.echo(text)
     n = stats.get("tokens", 0)
     extra = ""

@@ -233,16 +233,16 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
             opt.step()
             model.update_router_bias()
             tokens += int((b["targets"] != -100).sum())
-            loss_v = float(loss)
+            loss_v = float(loss.detach())
             if not math.isfinite(loss_v):
                 raise SynthError(f"training diverged at step {step + 1} (loss {loss_v}); "
                                  f"lower --lr (now {cfg.lr})")
             elapsed = time.time() - t0
             rate = (tokens - tokens0) / elapsed if elapsed > 0 else 0.0
             line = {"split": "train", "step": step + 1, "tokens": tokens, "loss": round(loss_v, 5),
-                    "ce": round(float(res.ce_loss), 5),
-                    "mtp": round(float(res.mtp_loss), 5) if res.mtp_loss is not None else None,
-                    "kd": round(float(kd), 5) if kd is not None else None,
+                    "ce": round(float(res.ce_loss.detach()), 5),
+                    "mtp": round(float(res.mtp_loss.detach()), 5) if res.mtp_loss is not None else None,
+                    "kd": round(float(kd.detach()), 5) if kd is not None else None,
                     "lr": lr, "tok_per_s": round(rate, 1)}
             mf.write(json.dumps(line) + "\n")
             last = step + 1 == cfg.steps

@@ -28,9 +28,15 @@ def generate_text(checkpoint, prompt: str, *, max_tokens: int = 64, temperature:
     ids = tok.encode(text)
     if not ids:
         raise SynthError("--prompt is empty after tokenization")
+    import time
+
     g = torch.Generator().manual_seed(seed)
-    new, stats = model.generate(ids, max_tokens, eos_id=tok.eos_id, temperature=temperature,
+    t0 = time.perf_counter()
+    # a chat turn ends with <|im_end|>; raw text (pretraining) with the document separator
+    eos = tok.eos_id if chat else tok.doc_sep_id
+    new, stats = model.generate(ids, max_tokens, eos_id=eos, temperature=temperature,
                                 top_p=top_p, generator=g, speculative=speculative)
     stats = dict(stats)
     stats["tokens"] = len(new)
+    stats["seconds"] = time.perf_counter() - t0
     return tok.decode(new), stats
