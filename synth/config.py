@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ class SeedsConfig:
 class PromptConfig:
     template: str | None = None
     """A named template from `synth.stages.prompt.TEMPLATES`."""
+    templates: list | None = None
+    """Several named templates, each applied to every chunk (one prompt per chunk and template,
+    the template's name in the row's `task`). Mutually exclusive with `template`, `user`, `system`."""
     system: str | None = None
     """Overrides the template's system message."""
     user: str | None = None
@@ -47,7 +51,7 @@ class PromptConfig:
 class ModelConfig:
     name: str = "smollm2-135m"
     """An embedded alias, a local HF folder, or a hub id."""
-    backend: Literal["vllm", "openai", "fake"] = "vllm"
+    backend: Literal["vllm", "openai", "hybrid", "fake"] = "vllm"
     engine_kwargs: dict = field(default_factory=dict)
     """Passed straight to `vllm.LLM(...)` (vllm backend)."""
     concurrency: int = 1
@@ -103,6 +107,23 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class TeacherConfig:
+    """One teacher of a multi-teacher run: the pipeline's sections with this teacher's
+    overrides applied (model, seeds and sampling merged key by key; prompt replaced whole)."""
+
+    name: str
+    model: ModelConfig
+    seeds: SeedsConfig
+    prompt: PromptConfig
+    sampling: SamplingConfig
+
+
+TEACHER_SECTIONS = {"model": ModelConfig, "seeds": SeedsConfig, "prompt": PromptConfig,
+                    "sampling": SamplingConfig}
+_TEACHER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str
     seeds: SeedsConfig
@@ -113,6 +134,9 @@ class PipelineConfig:
     dedup: DedupConfig | None = None
     stages: tuple = ()
     """Stages run on each generated batch, in order (e.g. `- verify_math: {timeout: 5}`)."""
+    teachers: tuple = ()
+    """`TeacherConfig`s: each runs as part of this run into the same output folder, its rows
+    tagged with its name in `teacher`. Empty: one run of the pipeline's own sections."""
     source: str | None = field(default=None, compare=False)
     """The pipeline file this came from (not part of the hash)."""
 
@@ -121,12 +145,28 @@ class PipelineConfig:
         d.pop("source", None)
         return d
 
+    def units(self) -> list[tuple[str | None, "PipelineConfig"]]:
+        """What generates: [(None, self)] or, with teachers, [(name, this pipeline with the
+        teacher's sections)] in the order written."""
+        if not self.teachers:
+            return [(None, self)]
+        return [(t.name, dataclasses.replace(self, model=t.model, seeds=t.seeds, prompt=t.prompt,
+                                             sampling=t.sampling, teachers=()))
+                for t in self.teachers]
+
     def generation_hash(self) -> str:
         """Hash of everything that changes generated rows (not the output dir, not the source)."""
         d = self.to_dict()
         d.pop("output", None)
-        d["model"].pop("concurrency", None)
-        d["model"].pop("batch_size", None)
+        for m in [d["model"], *(t["model"] for t in d["teachers"])]:
+            m.pop("concurrency", None)
+            m.pop("batch_size", None)
+        # Keys added later are left out while unset, so older runs keep their hash (resume).
+        if not d["teachers"]:
+            d.pop("teachers")
+        for p in [d["prompt"], *(t["prompt"] for t in d.get("teachers", []))]:
+            if p.get("templates") is None:
+                p.pop("templates", None)
         blob = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -161,15 +201,56 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
 def from_dict(raw: dict, *, where: str = "<config>") -> PipelineConfig:
     raw = dict(raw)
     stages = _stages(raw.pop("stages", None) or [], where)
+    teachers_raw = raw.pop("teachers", None)
     cfg = dataclasses.replace(_build(PipelineConfig, raw, where, ""), stages=stages)
-    _check_values(cfg, where)
+    # With teachers the pipeline's own prompt is only a default: each teacher's is checked.
+    _check_values(cfg, where, require_prompt=teachers_raw is None)
+    if teachers_raw is not None:
+        cfg = dataclasses.replace(cfg, teachers=_teachers(teachers_raw, raw, cfg, where))
     return cfg
+
+
+def _teachers(raw, top: dict, cfg: PipelineConfig, where: str) -> tuple:
+    """`teachers:` is a list of {name, and overrides of model, seeds, prompt, sampling}."""
+    if not isinstance(raw, list) or not raw:
+        raise SynthError(f"{where}: teachers must be a non-empty list, e.g. '- name: math'")
+    out, seen = [], set()
+    for i, item in enumerate(raw):
+        key = f"teachers[{i}]"
+        if not isinstance(item, dict):
+            raise SynthError(f"{where}: {key} must be a mapping with a name and overrides")
+        unknown = [k for k in item if k != "name" and k not in TEACHER_SECTIONS]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), ["name", *TEACHER_SECTIONS], n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed: name, {', '.join(TEACHER_SECTIONS)}"
+            raise SynthError(f"{where}: unknown key '{key}.{unknown[0]}'; {hint}")
+        name = item.get("name")
+        if not isinstance(name, str) or not _TEACHER_NAME.match(name):
+            raise SynthError(f"{where}: {key}.name must be a short name (letters, digits, _ . -); "
+                             f"got {name!r}")
+        if name in seen:
+            raise SynthError(f"{where}: {key}.name {name!r} is used twice; teacher names must differ")
+        seen.add(name)
+        sections = {}
+        for sec, cls in TEACHER_SECTIONS.items():
+            over = item.get(sec)
+            if over is not None and not isinstance(over, dict):
+                raise SynthError(f"{where}: {key}.{sec} must be a mapping")
+            if sec == "prompt":  # a prompt is one unit: template, templates and user exclude each other
+                merged = dict(over) if over is not None else dict(top.get(sec) or {})
+            else:
+                merged = {**(top.get(sec) or {}), **(over or {})}
+            sections[sec] = _build(cls, merged, where, f"{key}.{sec}.")
+        teacher = TeacherConfig(name=name, **sections)
+        _check_values(dataclasses.replace(cfg, **sections), where, prefix=f"{key}.")
+        out.append(teacher)
+    return tuple(out)
 
 
 def _build(cls, raw: Any, where: str, prefix: str):
     if not isinstance(raw, dict):
         raise SynthError(f"{where}: {prefix or 'top level'} must be a mapping, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "stages")}
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("source", "stages", "teachers")}
     hints = typing.get_type_hints(cls)
     unknown = [k for k in raw if k not in fields]
     if unknown:
@@ -256,23 +337,42 @@ def _coerce(tp, value, where: str, key: str):
     raise TypeError(f"config type {tp} not handled")  # a bug in this module, not user error
 
 
-def _check_values(cfg: PipelineConfig, where: str) -> None:
+def _check_values(cfg: PipelineConfig, where: str, prefix: str = "", require_prompt: bool = True) -> None:
     from synth.stages.prompt import TEMPLATES
 
     def bad(key: str, msg: str):
-        raise SynthError(f"{where}: {key} {msg}")
+        raise SynthError(f"{where}: {prefix}{key} {msg}")
+
+    def known(name, key: str):
+        if not isinstance(name, str) or name not in TEMPLATES:
+            close = difflib.get_close_matches(str(name), TEMPLATES, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(TEMPLATES)}"
+            bad(key, f"{name!r} is not a known template; {hint}")
 
     if not cfg.name.strip():
         bad("name", "must not be empty")
     if cfg.seeds.chunk_tokens < 0:
         bad("seeds.chunk_tokens", "must be >= 0 (0 turns chunking off)")
     p = cfg.prompt
-    if p.template is None and p.user is None:
-        bad("prompt", f"needs a template (one of: {', '.join(TEMPLATES)}) or a user message")
-    if p.template is not None and p.template not in TEMPLATES:
-        close = difflib.get_close_matches(p.template, TEMPLATES, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(TEMPLATES)}"
-        bad("prompt.template", f"{p.template!r} is not a known template; {hint}")
+    if p.templates is not None:
+        if p.template is not None:
+            bad("prompt.templates", "and prompt.template are mutually exclusive; keep one "
+                "(templates: [a, b] applies each to every chunk)")
+        if p.user is not None or p.system is not None:
+            bad("prompt.templates", "cannot be combined with prompt.user or prompt.system; "
+                "use a single template to override its messages")
+        if not p.templates:
+            bad("prompt.templates", "must name at least one template")
+        for j, t in enumerate(p.templates):
+            known(t, f"prompt.templates[{j}]")
+        dup = sorted({t for t in p.templates if p.templates.count(t) > 1})
+        if dup:
+            bad("prompt.templates", f"names {dup[0]!r} twice; list each template once")
+    elif p.template is None and p.user is None and require_prompt:
+        bad("prompt", f"needs a template (one of: {', '.join(TEMPLATES)}), a list of templates "
+            "or a user message")
+    if p.template is not None:
+        known(p.template, "prompt.template")
     m = cfg.model
     if m.concurrency < 1:
         bad("model.concurrency", "must be >= 1")
@@ -295,22 +395,35 @@ def _check_values(cfg: PipelineConfig, where: str) -> None:
         bad("dedup.threshold", "must be in (0, 1]")
 
 
-def _resolve_paths(cfg: PipelineConfig, base: Path, where: str) -> PipelineConfig:
-    seeds_path = Path(cfg.seeds.path).expanduser()
+def _resolve_seeds(seeds: SeedsConfig, base: Path, where: str, prefix: str = "") -> SeedsConfig:
+    seeds_path = Path(seeds.path).expanduser()
     if not seeds_path.is_absolute():
         seeds_path = (base / seeds_path).resolve()
     if not seeds_path.exists():
         raise SynthError(
-            f"{where}: seeds.path {cfg.seeds.path!r} does not exist (looked at {seeds_path}); "
+            f"{where}: {prefix}seeds.path {seeds.path!r} does not exist (looked at {seeds_path}); "
             "paths are relative to the pipeline file"
         )
-    model = cfg.model
+    return dataclasses.replace(seeds, path=str(seeds_path))
+
+
+def _resolve_model(model: ModelConfig, base: Path, where: str, prefix: str = "") -> ModelConfig:
     mp = Path(model.name).expanduser()
     if model.name.startswith((".", "/", "~")):
         mp = mp if mp.is_absolute() else (base / mp).resolve()
         if not mp.exists():
-            raise SynthError(f"{where}: model.name folder {model.name!r} does not exist (looked at {mp})")
+            raise SynthError(f"{where}: {prefix}model.name folder {model.name!r} does not exist (looked at {mp})")
         model = dataclasses.replace(model, name=str(mp))
+    return model
+
+
+def _resolve_paths(cfg: PipelineConfig, base: Path, where: str) -> PipelineConfig:
+    teachers = tuple(
+        dataclasses.replace(t, seeds=_resolve_seeds(t.seeds, base, where, f"teachers[{i}]."),
+                            model=_resolve_model(t.model, base, where, f"teachers[{i}]."))
+        for i, t in enumerate(cfg.teachers))
+    seeds = _resolve_seeds(cfg.seeds, base, where)
+    model = _resolve_model(cfg.model, base, where)
     stages = []
     for i, st in enumerate(cfg.stages):
         if st.name == "decontam":  # evaluation files, relative to the pipeline file
@@ -327,7 +440,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path, where: str) -> PipelineConfi
     return dataclasses.replace(
         cfg,
         stages=tuple(stages),
-        seeds=dataclasses.replace(cfg.seeds, path=str(seeds_path)),
+        seeds=seeds,
         model=model,
+        teachers=teachers,
         source=where,
     )

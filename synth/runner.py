@@ -36,6 +36,9 @@ class RunResult:
     generation_s: float
     engine_start_s: float
     workers: dict = field(default_factory=dict)
+    rejected_rows: int = 0  # rows in OUT/rejects/ after this run
+    reject_reasons: dict = field(default_factory=dict)
+    pass_at_k: dict = field(default_factory=dict)  # {task: {"pass@1": .., ...}}, see the manifest
 
     @property
     def tokens_per_s(self) -> float:
@@ -50,42 +53,59 @@ def resolve_model(cfg: PipelineConfig) -> str:
         return cfg.model.name
     if cfg.model.backend == "openai":
         return cfg.model.name  # the name the server serves
+    if cfg.model.backend == "hybrid":
+        from synth.train.checkpoint import checkpoint_dir
+
+        return str(checkpoint_dir(cfg.model.name).resolve())  # a synth training folder
     from synth.models import resolve
 
     return resolve(cfg.model.name)
 
 
-def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: int | None = None):
-    """Read the seeds, chunk them, render the chat messages. Returns a pyarrow Table."""
+def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: int | None = None,
+                  teacher: str | None = None):
+    """Read the seeds, chunk them, render the chat messages. Returns a pyarrow Table.
+
+    With several templates (`prompt.templates`) each chunk gets one prompt per template, in
+    the listed order, chunk after chunk: `limit` keeps the first prompts of that order, so a
+    small limit still covers every template. `teacher` tags the prompts of one teacher of a
+    multi-teacher run (and goes into their ids)."""
     import pyarrow as pa
 
     from synth.io.seeds import chunk_text, load_token_counter, read_seeds
     from synth.stages.prompt import PromptBuilder
 
-    builder = PromptBuilder.from_config(cfg.prompt.template, cfg.prompt.system, cfg.prompt.user)
+    builders = PromptBuilder.for_prompt(cfg.prompt)
     count = load_token_counter(model_path) if cfg.seeds.chunk_tokens else None
     cols: dict[str, list] = {c: [] for c in PROMPT_COLUMNS}
     where = cfg.source or "pipeline"
+    prefix = [f"teacher={teacher}"] if teacher else []
+    variants = ["/".join(prefix + ([t] if t else [])) for t, _ in builders]
     n = 0
     for seed in read_seeds(cfg.seeds.path, text_column=cfg.seeds.text_column,
                            id_column=cfg.seeds.id_column, recursive=cfg.seeds.recursive):
         tc = cfg.seeds.text_column  # the text is available as {text} and under its own name
         available = {"text", tc, *seed.fields}
-        builder.check_fields(available, f"{where} (seed {seed.seed_id} in {seed.source})")
+        for _, builder in builders:
+            builder.check_fields(available, f"{where} (seed {seed.seed_id} in {seed.source})")
         pieces = chunk_text(seed.text, cfg.seeds.chunk_tokens, count) if count else [seed.text]
+        meta = json.dumps(seed.fields, ensure_ascii=False, default=str)
         for k, piece in enumerate(pieces):
-            if limit is not None and n >= limit:
-                break
-            msgs = builder.messages({**seed.fields, tc: piece, "text": piece})
-            cols["prompt_id"].append(sh.row_id(cfg.name, seed.seed_id, k))
-            cols["seed_id"].append(seed.seed_id)
-            cols["source"].append(seed.source)
-            cols["chunk_index"].append(k)
-            cols["task"].append(builder.task)
-            cols["seed_text"].append(piece)
-            cols["messages"].append(json.dumps(msgs, ensure_ascii=False))
-            cols["meta"].append(json.dumps(seed.fields, ensure_ascii=False, default=str))
-            n += 1
+            for (_, builder), variant in zip(builders, variants):
+                if limit is not None and n >= limit:
+                    break
+                msgs = builder.messages({**seed.fields, tc: piece, "text": piece})
+                cols["prompt_id"].append(sh.prompt_id(cfg.name, seed.seed_id, k, variant))
+                cols["seed_id"].append(seed.seed_id)
+                cols["source"].append(seed.source)
+                cols["chunk_index"].append(k)
+                cols["task"].append(builder.task)
+                cols["seed_text"].append(piece)
+                cols["messages"].append(json.dumps(msgs, ensure_ascii=False))
+                cols["meta"].append(meta)
+                cols["teacher"].append(teacher)
+                cols["variant"].append(variant)
+                n += 1
         if limit is not None and n >= limit:
             break
     schema = pa.schema([(c, pa.int32() if c == "chunk_index" else pa.string()) for c in PROMPT_COLUMNS])
@@ -158,19 +178,37 @@ def init_ray(address: str | None = None):
     ctx.print_on_execution_start = False
 
 
+@dataclass
+class _Unit:
+    """One generating part of a run: the pipeline itself, or one of its teachers."""
+
+    teacher: str | None
+    cfg: PipelineConfig
+    model_path: str
+    prompts: object  # pyarrow.Table
+    sample_ids: list = field(default_factory=list)
+    todo: object = None
+
+
 def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address: str | None = None,
                  limit: int | None = None, resume: bool = True,
                  on_progress: Callable[[dict], None] | None = None) -> RunResult:
-    """Run `cfg` and return what it did. Raises `SynthError` for anything the user can fix."""
+    """Run `cfg` and return what it did. Raises `SynthError` for anything the user can fix.
+
+    With `teachers`, each teacher generates in turn (its own model, seeds, prompt and
+    sampling) into the same output folder; `limit` applies to each teacher."""
     t0 = time.time()
     if limit is not None and limit < 1:
         raise SynthError("--limit must be >= 1")
     out_dir = Path(out or cfg.output.dir or f"out/{cfg.name}")
 
     # Everything that can be checked is checked before any work starts.
-    model_path = resolve_model(cfg)
-    prompts = build_prompts(cfg, model_path=model_path if cfg.model.backend == "vllm" else None,
-                            limit=limit)
+    units = []
+    for teacher, ucfg in cfg.units():
+        model_path = resolve_model(ucfg)
+        prompts = build_prompts(ucfg, model_path=model_path if ucfg.model.backend == "vllm" else None,
+                                limit=limit, teacher=teacher)
+        units.append(_Unit(teacher, ucfg, model_path, prompts))
     previous = prepare_output(out_dir, cfg, resume=resume)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -178,10 +216,13 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     # Done = kept or rejected: every generated row is in exactly one of the two.
     existing = sh.list_shards(out_dir) + sh.list_rejects(out_dir)
     done_ids = set(sh.read_column(existing, "id"))
-    n = cfg.sampling.n
-    sample_ids = _sample_ids(prompts, cfg.name, n)
-    todo = _prompts_missing_samples(prompts, sample_ids, done_ids)
+    for u in units:
+        u.sample_ids = _sample_ids(u.prompts, cfg.name, u.cfg.sampling.n)
+        u.todo = _prompts_missing_samples(u.prompts, u.sample_ids, done_ids)
+    total_prompts = sum(u.prompts.num_rows for u in units)
+    resumed = total_prompts - sum(u.todo.num_rows for u in units)
     attempt = int((previous or {}).get("attempts", 0)) + 1
+    first = units[0]
     manifest = {
         "pipeline": cfg.name,
         "status": "running",
@@ -189,19 +230,30 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
         "generation_hash": cfg.generation_hash(),
         "config": cfg.to_dict(),
         "pipeline_file": cfg.source,
-        "model": {"name": cfg.model.name, "path": model_path, "backend": cfg.model.backend},
+        "model": {"name": first.cfg.model.name, "path": first.model_path,
+                  "backend": first.cfg.model.backend},
         "versions": versions(),
         "schema": [f"{f.name}: {f.type}" for f in sh.generation_schema()],
     }
+    if cfg.teachers:
+        manifest["teachers"] = {
+            u.teacher: {"model": {"name": u.cfg.model.name, "path": u.model_path,
+                                  "backend": u.cfg.model.backend},
+                        "prompts": u.prompts.num_rows, "tokenizer": tokenizer_identity(u.model_path)}
+            for u in units}
+        manifest["tokenizer"] = {u.teacher: tokenizer_identity(u.model_path) for u in units}
+    else:
+        manifest["tokenizer"] = tokenizer_identity(first.model_path)
     sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
 
-    gen_rows = gen_tokens = 0
-    workers: dict[str, int] = {}
-    engine_start = gen_time = 0.0
-    if todo.num_rows:
-        engine_start, gen_time, gen_rows, gen_tokens, workers = _generate(
-            cfg, model_path, todo, out_dir, done_ids, attempt, address, on_progress,
-            total_prompts=prompts.num_rows, resumed=prompts.num_rows - todo.num_rows)
+    state = {"seq": 0, "rows": 0, "tokens": 0, "gen_s": 0.0, "engine_s": 0.0,
+             "prompts_done": resumed, "prompts_total": total_prompts, "workers": {}}
+    for u in units:
+        if u.todo.num_rows:
+            _generate(u.cfg, u.model_path, u.todo, out_dir, done_ids, attempt, address,
+                      on_progress, state)
+    gen_rows, gen_tokens, gen_time = state["rows"], state["tokens"], state["gen_s"]
+    engine_start, workers = state["engine_s"], state["workers"]
 
     dedup_dropped: dict[str, int] = {}
     if cfg.dedup is not None:
@@ -216,35 +268,123 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     stats = _disk_stats(all_shards)
     rejected = _disk_stats(sh.list_rejects(out_dir), reasons_column=sh.REJECT_COLUMN)
     stats["ids"] = stats["ids"] + rejected["ids"]
-    expected = {i for ids in sample_ids for i in ids}
-    missing = prompts.num_rows * n - len(set(stats.pop("ids")) & expected)
+    expected = {i for u in units for ids in u.sample_ids for i in ids}
+    missing = len(expected) - len(set(stats.pop("ids")) & expected)
+    pass_k = pass_at_k_from_shards(all_shards + sh.list_rejects(out_dir))
+    if pass_k:
+        manifest["pass_at_k"] = pass_k
     elapsed = time.time() - t0
     manifest.update(
         status="complete" if missing == 0 else "incomplete",
-        counts={"prompts": prompts.num_rows, "rows": stats["rows"], "shards": len(all_shards),
+        counts={"prompts": total_prompts, "rows": stats["rows"], "shards": len(all_shards),
                 "missing_rows": missing, "finish_reasons": stats["finish_reasons"],
                 "completion_tokens": stats["completion_tokens"], "verdicts": stats["verdicts"],
-                "rejected_rows": rejected["rows"], "reject_reasons": rejected["reasons"]},
+                "rejected_rows": rejected["rows"], "reject_reasons": rejected["reasons"],
+                "rejected_verdicts": rejected["verdicts"]},
         last_run={"generated_rows": gen_rows, "generated_tokens": gen_tokens,
-                  "resumed_prompts": prompts.num_rows - todo.num_rows,
+                  "resumed_prompts": resumed,
                   "engine_start_s": round(engine_start, 2), "generation_s": round(gen_time, 2),
                   "elapsed_s": round(elapsed, 2),
                   "tokens_per_s": round(gen_tokens / gen_time, 2) if gen_time else 0.0,
                   "workers": workers, "limit": limit},
     )
+    if cfg.teachers:
+        for name, c in _teacher_counts(all_shards, sh.list_rejects(out_dir)).items():
+            manifest["teachers"].setdefault(name, {}).update(c)
     sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
-    return RunResult(out_dir=out_dir, rows=stats["rows"], prompts=prompts.num_rows,
+    return RunResult(out_dir=out_dir, rows=stats["rows"], prompts=total_prompts,
                      generated_rows=gen_rows, generated_tokens=gen_tokens,
-                     resumed_prompts=prompts.num_rows - todo.num_rows, shards=len(all_shards),
+                     resumed_prompts=resumed, shards=len(all_shards),
                      elapsed_s=elapsed, generation_s=gen_time, engine_start_s=engine_start,
-                     workers=workers)
+                     workers=workers, rejected_rows=rejected["rows"],
+                     reject_reasons=rejected["reasons"], pass_at_k=pass_k)
+
+
+def tokenizer_identity(model_path: str | None) -> dict | None:
+    """What a trainer checks before it trusts token ids: the tokenizer.json beside the model
+    (its sha256 and vocabulary size, added tokens included). None when there is no local
+    tokenizer (a served model, the fake engine)."""
+    import hashlib
+
+    if not model_path:
+        return None
+    tj = Path(model_path) / "tokenizer.json"
+    if not tj.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    return {"path": str(Path(model_path)), "sha256": hashlib.sha256(tj.read_bytes()).hexdigest(),
+            "vocab_size": Tokenizer.from_file(str(tj)).get_vocab_size()}
+
+
+# Which verdict counts as a pass, per verdict column.
+PASSING = {"math_verdict": "correct", "code_verdict": "passed"}
+
+
+def pass_at_k_from_shards(files: list[Path]) -> dict:
+    """pass@k per task over every sample on disk, kept and rejected (Chen et al. 2021's
+    unbiased estimator, `synth.metrics`), for the tasks whose rows carry a verdict column.
+
+    Keys are the row's `task`, or `teacher/task` for a teacher's rows. k runs over 1, the
+    powers of two below the most samples a prompt has, and that number. Each entry also
+    holds `prompts`, `samples`, `correct` and, when some samples were judged against their
+    majority answer rather than a reference, `majority_labelled`."""
+    import pyarrow.parquet as pq
+
+    from synth.metrics import pass_at_k_table
+
+    groups: dict[str, dict] = {}
+    for f in files:
+        names = pq.read_schema(f).names
+        vcols = [c for c in PASSING if c in names]
+        if not vcols:
+            continue
+        extra = [c for c in ("teacher", "math_label") if c in names]
+        t = pq.read_table(f, columns=["prompt_id", "task", *vcols, *extra]).to_pydict()
+        for i, pid in enumerate(t["prompt_id"]):
+            teacher = t["teacher"][i] if "teacher" in t else None
+            key = f"{teacher}/{t['task'][i]}" if teacher else str(t["task"][i])
+            g = groups.setdefault(key, {"pids": [], "ok": [], "majority": 0})
+            g["pids"].append(pid)
+            g["ok"].append(any(t[c][i] == PASSING[c] for c in vcols))
+            g["majority"] += "math_label" in t and t["math_label"][i] == "majority"
+    out = {}
+    for key, g in sorted(groups.items()):
+        per_prompt: dict[str, int] = {}
+        for pid in g["pids"]:
+            per_prompt[pid] = per_prompt.get(pid, 0) + 1
+        n = max(per_prompt.values())
+        ks = sorted({1, n, *(2 ** j for j in range(1, n.bit_length()) if 2 ** j < n)})
+        entry = pass_at_k_table(g["pids"], g["ok"], tuple(ks))
+        entry.update(prompts=len(per_prompt), samples=len(g["pids"]), correct=sum(g["ok"]))
+        if g["majority"]:
+            entry["majority_labelled"] = g["majority"]
+        out[key] = entry
+    return out
+
+
+def _teacher_counts(kept: list[Path], rejects: list[Path]) -> dict:
+    """Rows kept and rejected per teacher."""
+    import pyarrow.parquet as pq
+
+    out: dict[str, dict] = {}
+    for files, key in ((kept, "rows"), (rejects, "rejected_rows")):
+        for f in files:
+            if "teacher" not in pq.read_schema(f).names:
+                continue
+            for t in pq.read_table(f, columns=["teacher"]).column("teacher").to_pylist():
+                c = out.setdefault(str(t), {"rows": 0, "rejected_rows": 0})
+                c[key] += 1
+    return out
 
 
 def _sample_ids(prompts, name: str, n: int) -> list[list[str]]:
     """Per prompt, the ids of its n rows (what a finished run holds)."""
     seeds = prompts.column("seed_id").to_pylist()
     chunks = prompts.column("chunk_index").to_pylist()
-    return [[sh.row_id(name, s, c, j) for j in range(n)] for s, c in zip(seeds, chunks)]
+    variants = prompts.column("variant").to_pylist()
+    return [[sh.sample_id(name, s, c, j, v or "") for j in range(n)]
+            for s, c, v in zip(seeds, chunks, variants)]
 
 
 def _prompts_missing_samples(prompts, sample_ids: list[list[str]], done_ids: set[str]):
@@ -286,10 +426,9 @@ def _disk_stats(shards: list[Path], reasons_column: str | None = None) -> dict:
             "verdicts": verdicts, "reasons": why}
 
 
-def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_progress,
-              total_prompts, resumed):
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_progress, state):
+    """Generate `todo` with `cfg`'s engine and stages, writing one shard per batch. `state`
+    carries what is shared across the parts of a run (shard numbers, totals, progress)."""
     import ray
 
     from synth.backends.base import EngineSpec
@@ -310,7 +449,7 @@ def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_pro
     except ray.exceptions.RayActorError as e:
         raise SynthError(f"the {cfg.model.backend} engine for {cfg.model.name!r} failed to start: "
                          f"{str(e).strip().splitlines()[-1][:300]}") from None
-    engine_start = time.time() - t_engine
+    state["engine_s"] += time.time() - t_engine
 
     workers_n = len(engines)
     bs = cfg.model.batch_size
@@ -319,45 +458,63 @@ def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_pro
     # from_blocks computes block metadata in the driver: from_arrow would start one task per
     # block asking for a CPU, which never runs when the engines hold every CPU of the cluster.
     blocks = [todo.slice(i, bs) for i in range(0, todo.num_rows, bs)]
-    ds = ray.data.from_blocks(blocks).map_batches(
-        GenerateBatch,
-        fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=sampling,
-                                   model_name=cfg.model.name, pipeline=cfg.name),
-        batch_size=bs,
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers_n),
-        num_cpus=0,
-    )
-    ds = add_stages(ds, cfg.stages)
+    from ray.data import DataContext
+
+    ctx = DataContext.get_current()
+    saved_block_size = ctx.target_max_block_size
+    # Ray Data splits a block larger than target_max_block_size (128 MiB) between operators;
+    # None keeps every generated batch whole through the stages, so a prompt's n samples are
+    # always in one batch (the majority vote in verify_math relies on it) and a batch is a shard.
+    ctx.target_max_block_size = None
+    try:
+        ds = ray.data.from_blocks(blocks).map_batches(
+            GenerateBatch,
+            fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=sampling,
+                                       model_name=cfg.model.name, pipeline=cfg.name),
+            batch_size=bs,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=workers_n),
+            num_cpus=0,
+        )
+        ds = add_stages(ds, cfg.stages)
+        _write_batches(ds, out_dir, done_ids, attempt, on_progress, state)
+    finally:
+        ctx.target_max_block_size = saved_block_size
+
+
+def _write_batches(ds, out_dir, done_ids, attempt, on_progress, state):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     # Each prompt is sent once per run, so new rows can only collide with rows on disk before.
     on_disk = pa.array(sorted(done_ids), pa.string()) if done_ids else None
     t_gen = time.time()
-    seq = 0
-    gen_rows = gen_tokens = 0
-    prompts_done = resumed
-    workers: dict[str, int] = {}
-    if on_progress:
-        on_progress({"prompts_done": prompts_done, "prompts_total": total_prompts, "tokens": 0,
-                     "elapsed": 0.0})
-    for batch in _batches_or_failure(ds, out_dir):
-        if batch.num_rows == 0:
-            continue
-        if on_disk is not None:  # rows of a prompt that was partly on disk already
-            batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=on_disk)))
-        if batch.num_rows == 0:
-            continue
-        sh.write_split(batch, out_dir, f"part-{attempt:03d}-{seq:06d}.parquet")
-        seq += 1
-        gen_rows += batch.num_rows
-        gen_tokens += int(pc.sum(batch.column("completion_tokens")).as_py() or 0)
-        for w in batch.column("worker").to_pylist():
-            workers[w] = workers.get(w, 0) + 1
-        prompts_done += len(set(batch.column("prompt_id").to_pylist()))
-        if on_progress:
-            on_progress({"prompts_done": prompts_done, "prompts_total": total_prompts,
-                         "tokens": gen_tokens, "elapsed": time.time() - t_gen})
-    return engine_start, time.time() - t_gen, gen_rows, gen_tokens, workers
+    gen_s0 = state["gen_s"]
 
+    def report():
+        if on_progress:
+            on_progress({"prompts_done": state["prompts_done"], "prompts_total": state["prompts_total"],
+                         "tokens": state["tokens"], "elapsed": gen_s0 + time.time() - t_gen})
+
+    report()
+    try:
+        for batch in _batches_or_failure(ds, out_dir):
+            if batch.num_rows == 0:
+                continue
+            if on_disk is not None:  # rows of a prompt that was partly on disk already
+                batch = batch.filter(pc.invert(pc.is_in(batch.column("id"), value_set=on_disk)))
+            if batch.num_rows == 0:
+                continue
+            sh.write_split(batch, out_dir, f"part-{attempt:03d}-{state['seq']:06d}.parquet")
+            state["seq"] += 1
+            state["rows"] += batch.num_rows
+            state["tokens"] += int(pc.sum(batch.column("completion_tokens")).as_py() or 0)
+            for w in batch.column("worker").to_pylist():
+                state["workers"][w] = state["workers"].get(w, 0) + 1
+            state["prompts_done"] += len(set(batch.column("prompt_id").to_pylist()))
+            report()
+    finally:
+        state["gen_s"] = gen_s0 + time.time() - t_gen
 
 
 def add_stages(ds, stages):

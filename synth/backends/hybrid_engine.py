@@ -31,6 +31,8 @@ class HybridEngine:
     def _sample(self, conv: list[dict], prompt_id: str, index: int, s: Sampling) -> dict:
         import torch
 
+        from synth.model.hybrid import sample
+
         prompt = self.tok.encode(self.tok.render_chat(conv))
         budget = max(0, min(s.max_tokens, self.max_len - len(prompt)))
         g = torch.Generator().manual_seed(request_seed(s.seed, f"{prompt_id}:{index}"))
@@ -45,7 +47,7 @@ class HybridEngine:
                     v, i = logp.topk(s.logprobs)
                     top_ids.append(i.tolist())
                     top_lps.append(v.tolist())
-                nxt = next_token(logits, s.temperature, s.top_p, g)
+                nxt = sample(logits, s.temperature, s.top_p, g)
                 ids.append(nxt)
                 if nxt == self.tok.eos_id:
                     finish = "stop"
@@ -62,17 +64,3 @@ class HybridEngine:
             "top_logprobs": top_lps if s.logprobs else None,
         }
 
-
-def next_token(logits, temperature: float, top_p: float, generator) -> int:
-    """Greedy at temperature 0; otherwise nucleus sampling (Holtzman et al. 2020)."""
-    import torch
-
-    if temperature <= 0:
-        return int(logits.argmax())
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    if top_p < 1.0:
-        p, idx = probs.sort(descending=True)
-        keep = (p.cumsum(0) - p) < top_p  # the smallest prefix reaching top_p
-        p = p * keep
-        return int(idx[torch.multinomial(p / p.sum(), 1, generator=generator)])
-    return int(torch.multinomial(probs, 1, generator=generator))

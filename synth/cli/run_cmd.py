@@ -16,11 +16,25 @@ def run(
     out: Annotated[Optional[Path], typer.Option(help="Output folder (default: output.dir, else out/<name>).")] = None,
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster address (host:port). Default: $RAY_ADDRESS, else a local Ray on this machine.")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts (after chunking).")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts (after chunking; per teacher).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh", help="Resume a run in the output folder, or replace it.")] = True,
 ) -> None:
-    """Run a pipeline: seeds -> prompts -> generation on Ray -> Parquet shards + manifest."""
+    """Run a pipeline: seeds -> prompts -> generation on Ray -> Parquet shards + manifest.
+
+    A chain file (a `steps:` list of pipelines, training and the report) runs every step."""
+    from synth.chain import is_chain_file
+
+    if is_chain_file(pipeline):
+        from synth.cli.chain_cmd import run_chain_file
+
+        if out is not None or limit is not None:
+            with user_errors():
+                from synth.errors import SynthError
+
+                raise SynthError("--out and --limit apply to pipeline files; a chain sets them per step")
+        return run_chain_file(pipeline, address=address or os.environ.get("RAY_ADDRESS") or None,
+                              fresh=not resume)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from synth.config import load_pipeline
@@ -71,4 +85,12 @@ def run(
         )
     else:
         typer.echo("nothing left to generate: every prompt is done (--fresh starts over)")
+    if r.rejected_rows:
+        top = sorted(r.reject_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k} {v}" for k, v in top[:6]) + (", ..." if len(top) > 6 else "")
+        typer.echo(f"rejected: {r.rejected_rows} rows in {r.out_dir / 'rejects'} ({shown})")
+    for task, table in r.pass_at_k.items():
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in table.items() if k.startswith("pass@"))
+        typer.echo(f"{task}: {scores} ({table['correct']} of {table['samples']} samples correct, "
+                   f"{table['prompts']} prompts)")
     typer.echo(f"manifest: {r.out_dir / 'manifest.json'}")

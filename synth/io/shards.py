@@ -29,8 +29,8 @@ def generation_schema():
 
     return pa.schema(
         [
-            pa.field("id", pa.string(), nullable=False),  # hash(pipeline, seed_id, chunk, sample)
-            pa.field("prompt_id", pa.string(), nullable=False),  # hash(pipeline, seed_id, chunk)
+            pa.field("id", pa.string(), nullable=False),  # sample_id(...): see below
+            pa.field("prompt_id", pa.string(), nullable=False),  # prompt_id(...)
             pa.field("seed_id", pa.string(), nullable=False),
             pa.field("source", pa.string()),  # seed file, relative to the seeds root
             pa.field("chunk_index", pa.int32()),
@@ -40,6 +40,7 @@ def generation_schema():
             pa.field("messages", pa.string()),  # the chat messages sent, as JSON
             pa.field("response", pa.string()),  # the generated text
             pa.field("model", pa.string()),
+            pa.field("teacher", pa.string()),  # the teacher's name in a multi-teacher run, else null
             pa.field("finish_reason", pa.string()),  # "stop" | "length" | "error"
             pa.field("prompt_tokens", pa.int32()),
             pa.field("completion_tokens", pa.int32()),
@@ -56,6 +57,21 @@ def row_id(*parts: object) -> str:
     """A deterministic id: the first 16 hex digits of SHA-256 over the parts."""
     h = hashlib.sha256("\x1f".join(str(p) for p in parts).encode("utf-8"))
     return h.hexdigest()[:16]
+
+
+def prompt_id(pipeline: str, seed_id: str, chunk_index: int, variant: str = "") -> str:
+    """A prompt's id: hash(pipeline, [variant], seed_id, chunk_index).
+
+    `variant` tells apart prompts made from the same chunk in one run: the template's name
+    when the pipeline lists several (`prompt.templates`), `teacher=<name>` in a multi-teacher
+    run, both joined by `/`. It is empty for a plain pipeline, whose ids stay as they were."""
+    return row_id(pipeline, *([variant] if variant else []), seed_id, chunk_index)
+
+
+def sample_id(pipeline: str, seed_id: str, chunk_index: int, sample_index: int,
+              variant: str = "") -> str:
+    """A row's id: hash(pipeline, [variant], seed_id, chunk_index, sample_index)."""
+    return row_id(pipeline, *([variant] if variant else []), seed_id, chunk_index, sample_index)
 
 
 def list_shards(path: str | Path) -> list[Path]:

@@ -12,7 +12,10 @@ import json
 import time
 
 PROMPT_COLUMNS = ("prompt_id", "seed_id", "source", "chunk_index", "task", "seed_text",
-                  "messages", "meta")
+                  "messages", "meta", "teacher", "variant")
+# Copied from the prompt to each of its rows (`variant` only goes into the row id).
+_COPIED = ("prompt_id", "seed_id", "source", "chunk_index", "task", "seed_text", "messages",
+           "meta", "teacher")
 
 
 class GenerateBatch:
@@ -31,7 +34,7 @@ class GenerateBatch:
         import pyarrow as pa
         import ray
 
-        from synth.io.shards import generation_schema, row_id
+        from synth.io.shards import generation_schema, sample_id
 
         cols = {c: batch.column(c).to_pylist() for c in PROMPT_COLUMNS}
         convs = [json.loads(m) for m in cols["messages"]]
@@ -47,10 +50,10 @@ class GenerateBatch:
         rows: dict[str, list] = {f.name: [] for f in generation_schema()}
         for i, samples in enumerate(results):
             for j, s in enumerate(samples):
-                rows["id"].append(row_id(self.pipeline, cols["seed_id"][i], cols["chunk_index"][i], j))
+                rows["id"].append(sample_id(self.pipeline, cols["seed_id"][i], cols["chunk_index"][i],
+                                            j, cols["variant"][i] or ""))
                 rows["sample_index"].append(j)
-                for c in ("prompt_id", "seed_id", "source", "chunk_index", "task", "seed_text",
-                          "messages", "meta"):
+                for c in _COPIED:
                     rows[c].append(cols[c][i])
                 rows["model"].append(self.model_name)
                 rows["worker"].append(worker)

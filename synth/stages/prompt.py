@@ -8,6 +8,10 @@ The five rephrasing styles follow Nemotron-CC (Su et al., 2024, "Nemotron-CC: Tr
 Common Crawl into a Refined Long-Horizon Pretraining Dataset", section 3.2): Wikipedia-style
 rewrite, diverse question-answer pairs, distillation, knowledge extraction, knowledge list.
 The wording below is ours.
+
+A row's `task` is the name of the template that made its prompt (`custom` for a prompt given
+as `user:`), so rows of a pipeline with several templates (`prompt.templates`) can be told
+apart, and per-style stages (`rephrase_clean`) know which style they are looking at.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class Template:
 TEMPLATES: dict[str, Template] = {
     "chat": Template(task="chat", user="{text}"),
     "rephrase_wikipedia": Template(
-        task="rephrase",
+        task="rephrase_wikipedia",
         system="You rewrite documents as clear, well-organized encyclopedia articles.",
         user=(
             "Rewrite the following text in the style of a Wikipedia article: neutral tone, "
@@ -37,7 +41,7 @@ TEMPLATES: dict[str, Template] = {
         ),
     ),
     "rephrase_qa": Template(
-        task="rephrase",
+        task="rephrase_qa",
         system="You turn documents into varied question-answer pairs.",
         user=(
             "Read the text below and write several diverse question-answer pairs about it "
@@ -46,7 +50,7 @@ TEMPLATES: dict[str, Template] = {
         ),
     ),
     "rephrase_distill": Template(
-        task="rephrase",
+        task="rephrase_distill",
         system="You condense documents into short, precise prose.",
         user=(
             "Rewrite the text below as a concise paragraph that keeps its key information "
@@ -54,7 +58,7 @@ TEMPLATES: dict[str, Template] = {
         ),
     ),
     "rephrase_extract": Template(
-        task="rephrase",
+        task="rephrase_extract",
         system="You extract the knowledge in a document.",
         user=(
             "Extract the informative content of the text below and restate it as a clear, "
@@ -63,7 +67,7 @@ TEMPLATES: dict[str, Template] = {
         ),
     ),
     "rephrase_list": Template(
-        task="rephrase",
+        task="rephrase_list",
         system="You list the facts in a document.",
         user=(
             "List the key facts, definitions and numbers in the text below as a bulleted "
@@ -102,6 +106,15 @@ TEMPLATES: dict[str, Template] = {
             "containing the complete solution.\n\nProblem: {problem}"
         ),
     ),
+    "code_solution_tests": Template(
+        task="code_solution_tests",
+        system="You are an expert Python programmer.",
+        user=(
+            "Solve the following problem in Python. Reply with one ```python code block "
+            "containing the complete solution, then a second ```python code block with three "
+            "assert statements that test it.\n\nProblem: {problem}"
+        ),
+    ),
 }
 
 
@@ -126,6 +139,14 @@ class PromptBuilder:
             user=user if user is not None else base.user,
             system=system if system is not None else base.system,
         )
+
+    @classmethod
+    def for_prompt(cls, prompt) -> list[tuple[str | None, "PromptBuilder"]]:
+        """The builders a `PromptConfig` asks for: one per name of `templates`, else one
+        (named None: a single template or a custom message, whose rows keep their plain ids)."""
+        if prompt.templates:
+            return [(t, cls.from_config(t, None, None)) for t in prompt.templates]
+        return [(None, cls.from_config(prompt.template, prompt.system, prompt.user))]
 
     def required_fields(self) -> set[str]:
         return set(slots(self.user)) | set(slots(self.system or ""))

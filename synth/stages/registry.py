@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from synth.stages.decontam import Decontam, DecontamParams
 from synth.stages.filters import QualityFilter, QualityFilterParams
+from synth.stages.rephrase import RephraseClean, RephraseCleanParams
 from synth.stages.verify import VerifyCode, VerifyCodeParams, VerifyMath, VerifyMathParams
 
 STAGES: dict[str, tuple[type, type]] = {
@@ -15,4 +16,5 @@ STAGES: dict[str, tuple[type, type]] = {
     "verify_code": (VerifyCode, VerifyCodeParams),
     "quality_filter": (QualityFilter, QualityFilterParams),
     "decontam": (Decontam, DecontamParams),
+    "rephrase_clean": (RephraseClean, RephraseCleanParams),
 }
