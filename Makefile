@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.synth-$(EXTRA)-installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: setup model run test test-fast bench clean
+.PHONY: setup model run full test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ model: setup
 
 run: model
 	$(BIN)/synth run pipelines/quickstart.yaml
+
+# The whole chain: generate, verify, curate, pretrain, distill, report (pipelines/full.yaml).
+full: model
+	$(BIN)/synth run pipelines/full.yaml
 
 test: model browser
 	$(BIN)/pytest

@@ -167,8 +167,20 @@ class PipelineConfig:
         for p in [d["prompt"], *(t["prompt"] for t in d.get("teachers", []))]:
             if p.get("templates") is None:
                 p.pop("templates", None)
-        blob = json.dumps(d, sort_keys=True, default=str)
+        try:
+            blob = json.dumps(d, sort_keys=True, default=str)
+        except TypeError:  # a mapping with keys of mixed types ({1: a, b: c}) cannot be sorted
+            blob = json.dumps(_str_keys(d), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _str_keys(x):
+    """x with every mapping key turned into a string (as JSON would write it)."""
+    if isinstance(x, dict):
+        return {str(k): _str_keys(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_str_keys(v) for v in x]
+    return x
 
 
 # --------------------------------------------------------------------------- loading
@@ -179,14 +191,20 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise SynthError(f"pipeline file {path} does not exist; check the path")
-    if path.is_dir():
-        raise SynthError(f"{path} is a folder; give a pipeline .yaml file")
     try:
+        if not path.exists():
+            raise SynthError(f"pipeline file {path} does not exist; check the path")
+        if path.is_dir():
+            raise SynthError(f"{path} is a folder; give a pipeline .yaml file")
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:  # unreadable, name too long, ...
+        raise SynthError(f"{path}: cannot read the pipeline file ({e.strerror or e})") from None
     except UnicodeDecodeError:
         raise SynthError(f"{path}: not UTF-8 text; save the pipeline file as UTF-8") from None
+    except RecursionError:
+        raise SynthError(f"{path}: invalid YAML: nested too deeply") from None
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise SynthError(f"{path}: invalid YAML value: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -199,6 +217,10 @@ def load_pipeline(path: str | Path) -> PipelineConfig:
 
 
 def from_dict(raw: dict, *, where: str = "<config>") -> PipelineConfig:
+    if not isinstance(raw, dict):
+        raise SynthError(f"{where}: a pipeline must be a mapping of sections (name, seeds, ...); "
+                         f"got {type(raw).__name__}")
+    _check_size(raw, where)
     raw = dict(raw)
     stages = _stages(raw.pop("stages", None) or [], where)
     teachers_raw = raw.pop("teachers", None)
@@ -208,6 +230,29 @@ def from_dict(raw: dict, *, where: str = "<config>") -> PipelineConfig:
     if teachers_raw is not None:
         cfg = dataclasses.replace(cfg, teachers=_teachers(teachers_raw, raw, cfg, where))
     return cfg
+
+
+_MAX_VALUES = 100_000
+_MAX_NESTING = 50
+
+
+def _check_size(raw, where: str) -> None:
+    """A pipeline is small and shallow. YAML aliases can make a value contain itself
+    (`a: &x [*x]`) or expand a few lines into billions of values, and deep nesting overflows
+    the stack later (to_dict, the hash); copying or hashing such a value fails or never ends."""
+    count, todo = 0, [(raw, 1)]
+    while todo:
+        node, depth = todo.pop()
+        count += 1
+        if count > _MAX_VALUES:
+            raise SynthError(f"{where}: more than {_MAX_VALUES} values once YAML aliases are expanded "
+                             "(or a value contains itself); write the values out")
+        if depth > _MAX_NESTING:
+            raise SynthError(f"{where}: values nested more than {_MAX_NESTING} levels deep")
+        if isinstance(node, dict):
+            todo.extend((x, depth + 1) for x in [*node, *node.values()])
+        elif isinstance(node, (list, tuple)):
+            todo.extend((x, depth + 1) for x in node)
 
 
 def _teachers(raw, top: dict, cfg: PipelineConfig, where: str) -> tuple:
@@ -333,6 +378,9 @@ def _coerce(tp, value, where: str, key: str):
     if tp is dict or origin is dict:
         if not isinstance(value, dict):
             raise SynthError(f"{where}: {key} must be a mapping; got {value!r}")
+        bad_key = next((k for k in value if not isinstance(k, str)), None)
+        if bad_key is not None:  # e.g. engine_kwargs are keyword arguments; and the hash sorts keys
+            raise SynthError(f"{where}: {key} keys must be names (strings); got {bad_key!r}")
         return dict(value)
     raise TypeError(f"config type {tp} not handled")  # a bug in this module, not user error
 
@@ -395,11 +443,22 @@ def _check_values(cfg: PipelineConfig, where: str, prefix: str = "", require_pro
         bad("dedup.threshold", "must be in (0, 1]")
 
 
+def _local_path(value, base: Path, where: str, key: str) -> tuple[Path, bool]:
+    """(absolute path, whether it exists) for a path written in the pipeline file (relative
+    to `base`); SynthError naming the key when the value cannot be a path."""
+    if not isinstance(value, str):
+        raise SynthError(f"{where}: {key} must be a path (a string); got {value!r}")
+    try:
+        p = Path(value).expanduser()
+        p = p if p.is_absolute() else (base / p).resolve()
+        return p, p.exists()
+    except (OSError, ValueError, RuntimeError) as e:  # name too long, NUL byte, ~unknown_user
+        raise SynthError(f"{where}: {key} {value!r} is not a usable path ({e})") from None
+
+
 def _resolve_seeds(seeds: SeedsConfig, base: Path, where: str, prefix: str = "") -> SeedsConfig:
-    seeds_path = Path(seeds.path).expanduser()
-    if not seeds_path.is_absolute():
-        seeds_path = (base / seeds_path).resolve()
-    if not seeds_path.exists():
+    seeds_path, exists = _local_path(seeds.path, base, where, f"{prefix}seeds.path")
+    if not exists:
         raise SynthError(
             f"{where}: {prefix}seeds.path {seeds.path!r} does not exist (looked at {seeds_path}); "
             "paths are relative to the pipeline file"
@@ -408,10 +467,9 @@ def _resolve_seeds(seeds: SeedsConfig, base: Path, where: str, prefix: str = "")
 
 
 def _resolve_model(model: ModelConfig, base: Path, where: str, prefix: str = "") -> ModelConfig:
-    mp = Path(model.name).expanduser()
     if model.name.startswith((".", "/", "~")):
-        mp = mp if mp.is_absolute() else (base / mp).resolve()
-        if not mp.exists():
+        mp, exists = _local_path(model.name, base, where, f"{prefix}model.name")
+        if not exists:
             raise SynthError(f"{where}: {prefix}model.name folder {model.name!r} does not exist (looked at {mp})")
         model = dataclasses.replace(model, name=str(mp))
     return model
@@ -429,9 +487,8 @@ def _resolve_paths(cfg: PipelineConfig, base: Path, where: str) -> PipelineConfi
         if st.name == "decontam":  # evaluation files, relative to the pipeline file
             files = []
             for f in st.params.get("against", []):
-                fp = Path(f).expanduser()
-                fp = fp if fp.is_absolute() else (base / fp).resolve()
-                if not fp.exists():
+                fp, exists = _local_path(f, base, where, f"stages[{i}].decontam.against")
+                if not exists:
                     raise SynthError(f"{where}: stages[{i}].decontam.against: {f!r} does not exist "
                                      f"(looked at {fp}); paths are relative to the pipeline file")
                 files.append(str(fp))

@@ -104,3 +104,15 @@ def test_bad_chain_files_name_the_problem(tmp_path, steps, needle):
     p.write_text(yaml.safe_dump({"name": "c", "steps": steps}))
     with pytest.raises(SynthError, match=needle):
         load_chain(p)
+
+
+def test_shipped_full_chain_is_valid_and_covers_every_recipe():
+    from synth.chain import ReportStep, RunStep, TrainStep, load_chain
+    from tests.conftest import ROOT
+
+    chain = load_chain(ROOT / "pipelines" / "full.yaml")
+    runs = [s.pipeline.name for s in chain.steps if isinstance(s, RunStep)]
+    assert runs == ["pretrain_rephrase.yaml", "math.yaml", "code.yaml", "distill.yaml"]
+    modes = [s.settings["mode"] for s in chain.steps if isinstance(s, TrainStep)]
+    assert modes == ["pretrain", "distill"]
+    assert isinstance(chain.steps[-1], ReportStep)

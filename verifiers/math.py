@@ -71,6 +71,11 @@ unparsable; `\\cdots` sequences; equations are not solved (`x^2 = 4` vs `x = 2` 
 incorrect); equivalence of inequalities is by scaling only; intervals in a union are matched
 one to one, not merged; numeric identity testing can in principle call two different
 functions equal when they agree at all six points (e.g. piecewise functions).
+
+Bounds (so a check stays cheap on any input): answers over MAX_ANSWER_CHARS, nested deeper
+than MAX_TREE_DEPTH, or with numbers past 10^±500000 are `unverifiable`; exponents past
+10^±5000 are left to the SymPy worker, which has the timeout. `extract_answer` and the
+checks accept any value (bytes as UTF-8, others by `str()`) and never raise.
 """
 
 from __future__ import annotations
@@ -94,6 +99,7 @@ CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
 
 MAX_ANSWER_CHARS = 2000  # longer extracted answers are unverifiable (parse cost stays bounded)
 MAX_DEPTH = 60  # bracket nesting the parser accepts
+MAX_TREE_DEPTH = 120  # nesting of a parsed answer (chains like 1/2/3/..., - - 1, 2^2^2 count)
 REL_TOL = 1e-9  # relative tolerance for irrational values (30-digit evaluation)
 MIN_ROUNDING_DIGITS = 3  # significant digits a decimal needs to count as a rounding
 STARTUP_TIMEOUT = 60.0  # a worker must import SymPy within this (not charged to a check)
@@ -130,6 +136,7 @@ class _ParseError(Exception):
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ANSWER_RE = re.compile(r"(?:final\s+answer|answer)\s*(?:is\s*:?|:|=)\s*", re.I)
+_BARE_BOX_RE = re.compile(r"[^\s$]+")  # the answer of "\boxed 5"
 
 
 class _Unbalanced(Exception):
@@ -169,9 +176,9 @@ def _last_boxed(text: str) -> str | None:
                 raise _Unbalanced
             last, pos = text[j + 1 : end], end + 1
         else:  # "\boxed 5"
-            m2 = re.match(r"[^\s$]+", text[j:])
+            m2 = _BARE_BOX_RE.match(text, j)  # at j, without copying text[j:] (quadratic)
             if m2:
-                last, pos = m2.group(0), j + m2.end()
+                last, pos = m2.group(0), m2.end()
             else:
                 pos = j
 
@@ -200,8 +207,16 @@ def _is_prose(text: str) -> bool:
 
 
 def extract_answer(response: str) -> str | None:
-    """The final answer in a response (see the module docstring), or None.
-    Raises _Unbalanced for a `\\boxed{` that never closes."""
+    """The final answer in a response (see the module docstring), or None (also for a
+    `\\boxed{` that never closes). Never raises on a string."""
+    try:
+        return _extract(response)
+    except _Unbalanced:
+        return None
+
+
+def _extract(response: str) -> str | None:
+    """`extract_answer`, but raises _Unbalanced for a `\\boxed{` that never closes."""
     boxed = _last_boxed(response)
     if boxed is not None:
         return boxed
@@ -387,7 +402,8 @@ _CMD_CONSTS = {"pi": "pi", "infty": "oo", "infinity": "oo", "imath": "I"}
 _ATOM_CMDS = ({"frac", "sqrt", "binom", "lfloor", "lceil", "emptyset", "varnothing"}
               | _FUNC_WORDS | set(_CMD_CONSTS) | _GREEK)
 _MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "matrix", "array", "smallmatrix"}
-_NUM_RE = re.compile(r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_NUM_RE = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+_DIGITS = frozenset("0123456789")  # str.isdigit() is also true for "\u00b9", "\u0663", ...
 _REL_OPS = {"=", "<", ">", "<=", ">=", "!=", "in"}
 
 
@@ -421,7 +437,7 @@ def _tokenize(s: str) -> list[tuple[str, str]]:
         c = s[i]
         if c.isspace():
             i += 1
-        elif c.isdigit() or (c == "." and i + 1 < n and s[i + 1].isdigit()):
+        elif c in _DIGITS or (c == "." and i + 1 < n and s[i + 1] in _DIGITS):
             m = _NUM_RE.match(s, i)
             toks.append(("num", m.group()))
             i = m.end()
@@ -758,8 +774,9 @@ class _Parser:
         if self.eat("lb"):
             return self.brace_body()
         t = self.peek()
-        if t[0] == "num" and len(t[1]) > 1:
-            self.toks[self.i] = ("num", t[1][1:])
+        if t[0] == "num" and len(t[1]) > 1 and t[1][0] in _DIGITS:  # \frac12: the first
+            # digit; the rest is tokenized again, as it need not be a number ("1e5" leaves "e5")
+            self.toks[self.i : self.i + 1] = _tokenize(t[1][1:])
             return ("num", t[1][0])
         return self.atom()
 
@@ -859,11 +876,24 @@ def _parse_cached(s: str) -> tuple[bool, object]:
     if len(s) > MAX_ANSWER_CHARS:
         return False, "answer too long"
     try:
-        return True, _parse_text(s)
+        tree = _parse_text(s)
     except _ParseError as e:
         return False, str(e)
     except RecursionError:
         return False, "nested too deeply"
+    if _tree_depth(tree) > MAX_TREE_DEPTH:
+        return False, "nested too deeply"
+    return True, tree
+
+
+def _tree_depth(tree: tuple) -> int:
+    """Nesting depth of a parse tree (iterative: the tree may be deeper than the stack)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, d = todo.pop()
+        deepest = max(deepest, d)
+        todo.extend((c, d + 1) for c in node if isinstance(c, tuple))
+    return deepest
 
 
 # ------------------------------------------------------------------ \pm and containers
@@ -1137,7 +1167,21 @@ _SPECIAL = {"pi": "@pi", "E": "@E", "I": "@I"}
 _ONE = {(): Fraction(1)}
 
 
+_MAX_EXP_LOCAL = 5_000  # decimal exponents the exact engine expands (1e5000 ~ 17k bits)
+
+
+def _exponent(text: str) -> int:
+    """|exponent| of a number literal ("1.5e-20" -> 20)."""
+    exp = text.lower().partition("e")[2]
+    return abs(int(exp)) if exp else 0
+
+
 def _num_value(text: str) -> Fraction:
+    """Exact value of a number literal. `1e999999999` would be a 10**999999999 integer
+    built in this process with no timeout: a larger exponent than _MAX_EXP_LOCAL goes to
+    the SymPy worker (which has a timeout and its own bound)."""
+    if _exponent(text) > _MAX_EXP_LOCAL:
+        raise _NeedSympy
     return Fraction(text) if not text.endswith(".") else Fraction(text[:-1])
 
 
@@ -1420,8 +1464,11 @@ def _to_sympy(node: tuple):
 
     k = node[0]
     if k == "num":
-        v = _num_value(node[1])
-        return sp.Rational(v.numerator, v.denominator)
+        if _exponent(node[1]) * 4 > _MAX_BITS:  # 10**e has about 3.3 e bits
+            raise _Unverifiable("number too large to evaluate")
+        mant, _, exp = node[1].lower().partition("e")
+        v = _num_value(mant) if mant else Fraction(0)
+        return sp.Rational(v.numerator, v.denominator) * sp.Integer(10) ** int(exp or 0)
     if k == "sym":
         return sp.Symbol(node[1])
     if k == "const":
@@ -1601,21 +1648,34 @@ def _decide(pred: str, ref: str, eng) -> tuple[str | None, str]:
     return (CORRECT, f"equivalent ({how})") if same else (INCORRECT, f"not equivalent ({how})")
 
 
-def _text(x) -> str:
-    if isinstance(x, bytes):
-        return x.decode("utf-8", "replace")
-    return "" if x is None else str(x)
+def _text(x) -> str | None:
+    """A response or reference as text: bytes as UTF-8, None as "", anything else by str().
+    None when it has none (its str() raised, e.g. an int of more than 4300 digits)."""
+    if isinstance(x, str):
+        return x
+    if x is None:
+        return ""
+    if isinstance(x, (bytes, bytearray)):
+        return bytes(x).decode("utf-8", "replace")
+    try:
+        return str(x)
+    except Exception:
+        return None
 
 
 def _local_stage(response, reference) -> MathResult | tuple[str, str]:
     """Everything that runs in the calling process: a result, or the normalized pair for
     the SymPy worker."""
     response, reference = _text(response), _text(reference)
+    if reference is None:
+        return MathResult(UNVERIFIABLE, None, "", "reference is not text")
     if len(reference) > 4 * MAX_ANSWER_CHARS:
         return MathResult(UNVERIFIABLE, None, reference[:200], "reference too long")
     ref = normalize_answer(reference)
+    if response is None:
+        return MathResult(UNVERIFIABLE, None, ref, "response is not text")
     try:
-        raw = extract_answer(response)
+        raw = _extract(response)
     except _Unbalanced:
         return MathResult(UNVERIFIABLE, None, ref, "unbalanced braces after \\boxed")
     if raw is None:
@@ -1627,7 +1687,10 @@ def _local_stage(response, reference) -> MathResult | tuple[str, str]:
         return MathResult(UNVERIFIABLE, pred, ref, "empty answer")
     if not ref:
         return MathResult(UNVERIFIABLE, pred, ref, "empty reference")
-    verdict, reason = _decide(pred, ref, _ExactEngine())
+    try:
+        verdict, reason = _decide(pred, ref, _ExactEngine())
+    except RecursionError:  # parse trees are depth-capped; this is the last line of defence
+        return MathResult(UNVERIFIABLE, pred, ref, "expression nested too deeply")
     if verdict is None:
         return pred, ref
     return MathResult(verdict, pred, ref, reason)
@@ -1637,7 +1700,7 @@ def _safe(fn, reference):
     try:
         return fn()
     except Exception as e:  # never raise on untrusted input
-        ref = _text(reference)[:200]
+        ref = (_text(reference) or "")[:200]
         return MathResult(UNVERIFIABLE, None, ref, f"internal error: {type(e).__name__}: {e}"[:300])
 
 
@@ -1945,7 +2008,11 @@ def check_math_batch(pairs, *, workers: int | None = None, timeout: float = 5.0)
             pending.setdefault(stage, []).append(i)
 
     keys = list(pending)
-    n = max(1, min(workers or os.cpu_count() or 1, len(keys)))
+    try:
+        asked = int(workers) if workers else 0
+    except (TypeError, ValueError, OverflowError):
+        asked = 0
+    n = max(1, min(asked or os.cpu_count() or 1, len(keys)))
     lock = threading.Lock()
     todo = iter(keys)
 

@@ -32,17 +32,21 @@ class Seed:
 def seed_files(path: str | Path, *, recursive: bool = True) -> list[Path]:
     """The seed files under `path` in a stable order; errors name the path and the fix."""
     p = Path(path)
-    if not p.exists():
-        raise SynthError(f"seed path {p} does not exist")
-    if p.is_file():
-        if p.suffix.lower() not in SUFFIXES:
-            raise SynthError(f"seed file {p} has an unsupported type; use one of {', '.join(SUFFIXES)}")
-        return [p]
-    pattern = "**/*" if recursive else "*"
-    files = sorted(
-        f for f in p.glob(pattern)
-        if f.is_file() and f.suffix.lower() in SUFFIXES and not any(part.startswith(".") for part in f.relative_to(p).parts)
-    )
+    try:
+        if not p.exists():
+            raise SynthError(f"seed path {p} does not exist")
+        if p.is_file():
+            if p.suffix.lower() not in SUFFIXES:
+                raise SynthError(f"seed file {p} has an unsupported type; use one of {', '.join(SUFFIXES)}")
+            return [p]
+        pattern = "**/*" if recursive else "*"
+        files = sorted(
+            f for f in p.glob(pattern)
+            if f.is_file() and f.suffix.lower() in SUFFIXES
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
+    except OSError as e:  # a name too long, a folder we may not list, ...
+        raise SynthError(f"seed path {p}: {e.strerror or e}") from None
     if not files:
         raise SynthError(f"seed folder {p} holds no {', '.join(SUFFIXES)} files")
     return files
@@ -52,10 +56,11 @@ def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | 
                recursive: bool = True) -> Iterator[Seed]:
     """Yield every seed document under `path`. Raises SynthError naming the bad file."""
     root = Path(path)
+    files = seed_files(root, recursive=recursive)  # SynthError for a path that cannot be used
     base = root if root.is_dir() else root.parent
     seen: dict[str, str] = {}
     any_rows = False
-    for f in seed_files(root, recursive=recursive):
+    for f in files:
         rel = f.relative_to(base).as_posix()
         suffix = f.suffix.lower()
         if suffix in (".txt", ".md"):
@@ -77,33 +82,75 @@ def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | 
         raise SynthError(f"no seed documents found in {root} (all files are empty)")
 
 
-def _decode(f: Path, data: bytes) -> str:
+def _read_bytes(f: Path) -> bytes:
     try:
-        return data.decode("utf-8")
+        return f.read_bytes()
+    except OSError as e:
+        raise SynthError(f"{f}: cannot read the file ({e.strerror or e})") from None
+
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def _decode(f: Path, data: bytes) -> str:
+    bom = len(_BOM) if data.startswith(_BOM) else 0  # a byte-order mark is not part of the text
+    try:
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
         raise SynthError(
-            f"{f}: not valid UTF-8 (byte {e.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+            f"{f}: not valid UTF-8 (byte {bom + e.start}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from None
 
 
 def _read_text(f: Path, rel: str) -> Iterator[Seed]:
-    text = _decode(f, f.read_bytes()).strip()
+    text = _decode(f, _read_bytes(f)).strip()
     if text:
         yield Seed(seed_id=rel, source=rel, text=text)
 
 
 def _read_jsonl(f: Path, rel: str, text_column: str, id_column: str | None) -> Iterator[Seed]:
-    text = _decode(f, f.read_bytes())
-    for lineno, line in enumerate(text.splitlines(), 1):
+    text = _decode(f, _read_bytes(f))
+    # Lines end at \n only: str.splitlines() would also cut at U+2028, U+0085, \x1c, ...,
+    # which JSON allows unescaped inside strings. A trailing \r is JSON whitespace.
+    for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise SynthError(f"{f}:{lineno}: invalid JSON ({e.msg}); fix or remove the line") from None
+        except RecursionError:
+            raise SynthError(f"{f}:{lineno}: JSON nested too deeply; fix or remove the line") from None
+        except ValueError as e:  # an integer longer than sys.get_int_max_str_digits()
+            raise SynthError(f"{f}:{lineno}: unreadable JSON ({e}); fix or remove the line") from None
         if not isinstance(obj, dict):
             raise SynthError(f"{f}:{lineno}: each line must be a JSON object")
+        if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(obj):
+            raise SynthError(f"{f}:{lineno}: a \\u escape is half of a surrogate pair, not a "
+                             "character (shards need valid UTF-8); fix or remove the line")
         yield _row_seed(obj, f"{f}:{lineno}", rel, f"{rel}:{lineno}", text_column, id_column)
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(obj) -> bool:
+    """Does any string (or key) in a parsed JSON value hold a lone surrogate? (iterative:
+    the value may be as deep as the JSON parser allows)"""
+    todo = [obj]
+    while todo:
+        x = todo.pop()
+        if isinstance(x, str):
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(x, dict):
+            todo.extend(x.keys())
+            todo.extend(x.values())
+        elif isinstance(x, list):
+            todo.extend(x)
+    return False
 
 
 def _read_parquet(f: Path, rel: str, text_column: str, id_column: str | None) -> Iterator[Seed]:

@@ -49,6 +49,9 @@ class TrainConfig:
     """Online: weight of each teacher's KD loss (default equal)."""
     threads: int = 0
     """torch threads (0: all cores)."""
+    precision: Literal["bf16", "fp32"] = "bf16"
+    """Mixed precision: fp32 weights and optimizer, matmuls under bf16 autocast (4x faster
+    here on AVX512-BF16 CPUs, and the usual setting on GPUs); fp32 turns autocast off."""
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -74,6 +77,8 @@ class TrainConfig:
             bad("--eval-fraction", "must be in [0, 0.5)")
         if not 0.0 <= self.kd_weight <= 1.0:
             bad("--kd-weight", "must be in [0, 1]")
+        if self.precision not in ("bf16", "fp32"):
+            bad("--precision", "must be bf16 or fp32")
         if self.temperature <= 0:
             bad("--temperature", "must be > 0")
         if self.mode == "pretrain" and (self.teachers or self.teacher_weights):
@@ -85,7 +90,7 @@ class TrainConfig:
         return self
 
     # Keys a resumed run may change (a longer run continues the same one).
-    RESUMABLE = ("steps", "eval_every", "ckpt_every", "threads", "out")
+    RESUMABLE = ("steps", "eval_every", "ckpt_every", "threads", "out", "precision")
 
     def mismatch(self, saved: dict) -> str | None:
         """The first key (other than RESUMABLE) where `saved` differs from this config."""

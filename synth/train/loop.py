@@ -51,6 +51,18 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
 
+def autocast(cfg: TrainConfig):
+    """bf16 autocast for the matmuls (weights, optimizer and losses stay fp32)."""
+    import contextlib
+
+    import torch
+
+    if cfg.precision != "bf16":
+        return contextlib.nullcontext()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.autocast(device, dtype=torch.bfloat16)
+
+
 def model_config(cfg: TrainConfig, vocab_size: int):
     from synth.model import HybridConfig, config_by_name
 
@@ -128,7 +140,8 @@ def evaluate(model, data, cfg: TrainConfig) -> float:
     total, n = 0.0, 0
     with torch.no_grad():
         for b in data.eval_batches(cfg.batch_size, cfg.seq_len, cfg.eval_batches):
-            out = model(b["input_ids"], targets=b["targets"])
+            with autocast(cfg):
+                out = model(b["input_ids"], targets=b["targets"])
             k = int((b["targets"] != -100).sum())
             total += float(out.ce_loss) * k
             n += k
@@ -215,7 +228,8 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
             for g in opt.param_groups:
                 g["lr"] = lr
             b = data.batch(step, cfg.seed, cfg.batch_size, cfg.seq_len)
-            res = model(b["input_ids"], targets=b["targets"])
+            with autocast(cfg):
+                res = model(b["input_ids"], targets=b["targets"])
             aux = res.aux_loss if res.aux_loss is not None else 0.0
             ce_total = res.loss - aux
             kd = None
@@ -223,8 +237,10 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
                 kd = kd_topk(res.logits, b["top_ids"], b["top_lps"], b["kd_mask"], cfg.temperature)
             elif teachers:
                 mask = b["targets"] != -100
-                kd = sum(t.weight / wsum * kd_full(res.logits, t.logits(b["input_ids"]), mask,
-                                                   cfg.temperature) for t in teachers)
+                with autocast(cfg):
+                    t_logits = [t.logits(b["input_ids"]) for t in teachers]
+                kd = sum(t.weight / wsum * kd_full(res.logits, tl, mask, cfg.temperature)
+                         for t, tl in zip(teachers, t_logits))
             loss = ce_total + aux if kd is None else cfg.kd_weight * kd + (1 - cfg.kd_weight) * ce_total + aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
