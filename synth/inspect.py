@@ -6,6 +6,8 @@ shards, or, if it has none (a rejects folder, say), every `*.parquet` in it.
 
 Every problem a user can fix (missing path, no shards, a corrupt shard, shards whose schemas
 do not agree, an unknown column, a bad `--where`) is a `SynthError` naming the file or column.
+With `skip_bad`, unreadable or corrupt shards are left out and listed in the report's
+`skipped` (path and reason) instead.
 Not covered: shards too big for memory (the selected columns of all shards are read at once).
 """
 
@@ -37,6 +39,7 @@ def inspect_shards(
     columns: Sequence[str] | None = None,
     where: str | None = None,
     head: int = 5,
+    skip_bad: bool = False,
 ) -> dict[str, Any]:
     """A report on the shard or folder of shards at `path`.
 
@@ -47,6 +50,16 @@ def inspect_shards(
     if head < 0:
         raise SynthError(f"--head must be 0 or more, not {head}")
     shards = find_shards(path)
+    skipped: list[dict[str, str]] = []
+    if skip_bad:
+        from synth.stages.apply import shard_problem
+
+        problems = {s: shard_problem(s) for s in shards}
+        skipped = [{"path": str(s), "reason": why} for s, why in problems.items() if why]
+        shards = [s for s, why in problems.items() if not why]
+        if not shards:
+            raise SynthError(f"{path}: no readable shards ({len(skipped)} skipped, e.g. "
+                             f"{skipped[0]['path']}: {skipped[0]['reason']})")
     schemas, total_rows = _read_schemas(shards)
     schema = _unify(shards, schemas)
     selected = _select_columns(schema, columns)
@@ -70,6 +83,7 @@ def inspect_shards(
             if _is_verdict(name) and _countable(table.schema.field(name).type)
         },
         "sample": [{k: _sample_value(v) for k, v in row.items()} for row in table.slice(0, head).to_pylist()],
+        "skipped": skipped,
     }
 
 

@@ -19,23 +19,36 @@ InPath = Annotated[Path, typer.Argument(help="A shard or a folder of shards.")]
 OutPath = Annotated[Path, typer.Argument(help="Output folder: kept shards, rejects/, manifest.json.")]
 Column = Annotated[Optional[str], typer.Option(
     help="Text column to use (default: `text` if the shards have it, else `response`).")]
+SkipBad = Annotated[bool, typer.Option(
+    "--skip-bad-inputs", help="Leave out unreadable or corrupt shards (listed in manifest.json "
+    "as skipped_inputs) instead of stopping.")]
 
 
-def pick_column(in_path: Path, column: str | None) -> str:
+def pick_column(in_path: Path, column: str | None, skip_bad: bool = False) -> str:
     import pyarrow.parquet as pq
 
-    from synth.stages.apply import input_shards
+    from synth.stages.apply import input_shards, one_line
 
     if column:
         return column
-    names = pq.read_schema(input_shards(in_path)[0]).names
+    names = None
+    for f in input_shards(in_path):  # the first shard whose schema reads (skip_bad: a later one)
+        try:
+            names = pq.read_schema(f).names
+            break
+        except Exception as e:
+            if not skip_bad:
+                raise SynthError(f"{f}: not a readable Parquet shard ({one_line(e)})") from None
+    if names is None:
+        raise SynthError(f"{in_path}: no readable shards")
     for c in ("text", "response"):
         if c in names:
             return c
     raise SynthError(f"{in_path}: no `text` or `response` column (columns: {', '.join(names)}); use --column")
 
 
-def run_stage(stage, name: str, params: dict, in_path: Path, out: Path, required: list[str]) -> dict:
+def run_stage(stage, name: str, params: dict, in_path: Path, out: Path, required: list[str],
+              skip_bad: bool = False, checked=None) -> dict:
     """Apply a row stage with a progress bar, then print the summary table."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -54,7 +67,7 @@ def run_stage(stage, name: str, params: dict, in_path: Path, out: Path, required
 
     try:
         manifest = apply_stage(stage, in_path, out, name=name, params=params, required=required,
-                               on_progress=progress)
+                               on_progress=progress, skip_bad=skip_bad, checked=checked)
     finally:
         if task is not None:
             bar.stop()
@@ -75,6 +88,8 @@ def summary(manifest: dict, out: Path) -> None:
     for reason, n in sorted(c["reject_reasons"].items(), key=lambda kv: -kv[1]):
         t.add_row(f"dropped: {reason}", str(n))
     Console(width=100).print(t)
+    for s in manifest.get("skipped_inputs", []):
+        typer.echo(f"skipped {s['path']}: {s['reason']}")
 
 
 def filter_(
@@ -85,15 +100,17 @@ def filter_(
         help="Rule groups, comma-separated: gen, gopher, gopher_rep, c4, fineweb.")] = "gen",
     require_final_answer: Annotated[bool, typer.Option(help="Drop responses with no final answer.")] = False,
     min_words: Annotated[int, typer.Option(help="gen.too_short: fewest words kept.")] = 1,
+    skip_bad_inputs: SkipBad = False,
 ) -> None:
     """Quality filters: drop rows that break a rule; each dropped row keeps its reason."""
     with user_errors():
         from synth.stages.filters import QualityFilter
 
-        col = pick_column(in_path, column)
+        col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(text_column=col, groups=[g.strip() for g in groups.split(",") if g.strip()],
                       require_final_answer=require_final_answer, min_words=min_words)
-        run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col])
+        run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
+                  skip_bad=skip_bad_inputs)
 
 
 def decontam(
@@ -102,14 +119,16 @@ def decontam(
     against: Annotated[list[Path], typer.Option(help="Evaluation set (jsonl or parquet); repeat for several.")],
     column: Column = None,
     ngram: Annotated[int, typer.Option(help="Word n-gram length of an overlap.")] = 13,
+    skip_bad_inputs: SkipBad = False,
 ) -> None:
     """Drop rows that overlap an evaluation set; each records the item it matched."""
     with user_errors():
         from synth.stages.decontam import Decontam
 
-        col = pick_column(in_path, column)
+        col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(against=[str(a) for a in against], text_column=col, ngram=ngram)
-        run_stage(Decontam(**params), "decontam", params, in_path, out, [col])
+        run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
+                  skip_bad=skip_bad_inputs)
 
 
 def dedup(
@@ -125,6 +144,7 @@ def dedup(
         help="Keep the row with the highest value in each cluster (then the smallest id).")] = None,
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster for exact/minhash dedup (default: $RAY_ADDRESS, else a local Ray).")] = None,
+    skip_bad_inputs: SkipBad = False,
 ) -> None:
     """Exact, MinHash-LSH or semantic dedup; every row gets its cluster id, duplicates go to rejects/."""
     with user_errors():
@@ -137,10 +157,11 @@ def dedup(
             raise SynthError("--threshold must be in (0, 1]")
         if shingle not in ("word", "char"):
             raise SynthError("--shingle must be word or char")
-        col = pick_column(in_path, column)
-        # Checked before the (costly) dedup pass; apply_stage checks again, cheaply.
+        col = pick_column(in_path, column, skip_bad_inputs)
+        # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
+        skipped: list[dict] = []
         files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
-                             meta_fallback=False)
+                             meta_fallback=False, skip_bad=skip_bad_inputs, skipped=skipped)
         if method != "semantic":
             import os
 
@@ -161,4 +182,5 @@ def dedup(
                                             quality_column=quality_column)
         params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
                       shingle=shingle, ngram=ngram, quality_column=quality_column)
-        run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col])
+        run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],
+                  checked=(files, skipped))

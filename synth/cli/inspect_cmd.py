@@ -23,13 +23,16 @@ def inspect(
     ] = None,
     head: Annotated[int, typer.Option("--head", "-n", min=0, help="Number of sample rows to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    skip_bad_inputs: Annotated[bool, typer.Option(
+        "--skip-bad-inputs", help="Leave out unreadable or corrupt shards (listed in the output).")] = False,
 ) -> None:
     """Schema, row and shard counts, per-column stats, verdict counts and sample rows of shards."""
     from synth.inspect import inspect_shards
 
     wanted = [c.strip() for opt in columns or [] for c in opt.split(",") if c.strip()]
     with user_errors():
-        report = inspect_shards(path, columns=wanted or None, where=where, head=head)
+        report = inspect_shards(path, columns=wanted or None, where=where, head=head,
+                                skip_bad=skip_bad_inputs)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
@@ -47,6 +50,8 @@ def _print_report(report: dict[str, Any], where: str | None) -> None:
     if where:
         rows = f"{report['rows']} of {report['total_rows']} rows match --where {where}"
     console.print(Text(f"{report['path']}: {shards}, {rows}", style="bold"))
+    for s in report.get("skipped", []):
+        console.print(Text(f"skipped {s['path']}: {s['reason']}"), soft_wrap=True)
 
     t = Table(title="columns", title_justify="left")
     for header in ("column", "type", "nulls", "min / mean / max", "values"):

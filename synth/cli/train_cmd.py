@@ -26,6 +26,10 @@ EvalEvery = Annotated[int, typer.Option(help="Steps between eval-loss measuremen
 CkptEvery = Annotated[int, typer.Option(help="Steps between checkpoints.")]
 Init = Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights.")]
 Threads = Annotated[int, typer.Option(help="torch threads (0: all cores).")]
+Precision = Annotated[str, typer.Option(help="bf16 (autocast matmuls, fp32 weights) or fp32.")]
+SkipBad = Annotated[bool, typer.Option(
+    "--skip-bad-inputs", help="Leave out unreadable or corrupt shards (listed in OUT/train.json "
+    "as skipped_inputs) instead of stopping.")]
 
 
 def _weights(pairs: list[str], what: str) -> dict[str, float]:
@@ -91,7 +95,7 @@ def pretrain(
     seq_len: SeqLen = 256, lr: Lr = 3e-3, nvfp4: Nvfp4 = False, init: Init = None,
     column: Annotated[str, typer.Option(help="The shard column holding documents.")] = "text",
     eval_every: EvalEvery = 50, ckpt_every: CkptEvery = 50, seed: Seed = 0, threads: Threads = 0,
-    fresh: Fresh = False,
+    precision: Precision = "bf16", fresh: Fresh = False, skip_bad_inputs: SkipBad = False,
 ) -> None:
     """Next-token + multi-token-prediction pretraining on a text column of shards."""
     from synth.train.config import TrainConfig
@@ -100,7 +104,8 @@ def pretrain(
         cfg = TrainConfig(mode="pretrain", data=tuple(str(d) for d in data), out=str(out),
                           model=config, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                           nvfp4=nvfp4, init=str(init) if init else None, column=column,
-                          eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, threads=threads)
+                          eval_every=eval_every, ckpt_every=ckpt_every, seed=seed, threads=threads,
+                          precision=precision, skip_bad_inputs=skip_bad_inputs)
         _run(cfg, fresh)
 
 
@@ -118,7 +123,7 @@ def distill(
     kd_weight: Annotated[float, typer.Option(help="loss = w*KD + (1-w)*CE.")] = 0.9,
     column: Annotated[str, typer.Option(help="Online: the shard column holding documents.")] = "text",
     eval_every: EvalEvery = 50, ckpt_every: CkptEvery = 50, seed: Seed = 0, threads: Threads = 0,
-    fresh: Fresh = False,
+    precision: Precision = "bf16", fresh: Fresh = False, skip_bad_inputs: SkipBad = False,
 ) -> None:
     """Multi-teacher distillation: offline from stored top-k log-probs, or online from teachers."""
     from synth.train.config import TrainConfig
@@ -138,7 +143,8 @@ def distill(
                           online_weights=tuple(w for _, w in online) if online else (),
                           teacher_weights=_weights(teacher_weight, "--teacher-weight"),
                           temperature=temperature, kd_weight=kd_weight, eval_every=eval_every,
-                          ckpt_every=ckpt_every, seed=seed, threads=threads)
+                          ckpt_every=ckpt_every, seed=seed, threads=threads, precision=precision,
+                          skip_bad_inputs=skip_bad_inputs)
         _run(cfg, fresh)
 
 

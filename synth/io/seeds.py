@@ -53,8 +53,14 @@ def seed_files(path: str | Path, *, recursive: bool = True) -> list[Path]:
 
 
 def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | None = "id",
-               recursive: bool = True) -> Iterator[Seed]:
-    """Yield every seed document under `path`. Raises SynthError naming the bad file."""
+               recursive: bool = True, skip_bad: bool = False,
+               skipped: list[dict] | None = None) -> Iterator[Seed]:
+    """Yield every seed document under `path`. Raises SynthError naming the bad file.
+
+    With `skip_bad`, a file that cannot be read (corrupt, not UTF-8, a broken jsonl line, a
+    missing text column, ...) is left out whole and recorded in `skipped` as
+    `{"path", "reason"}`; each file is then read completely before its seeds are yielded, so
+    no part of a bad file gets through. Duplicate ids across files are still an error."""
     root = Path(path)
     files = seed_files(root, recursive=recursive)  # SynthError for a path that cannot be used
     base = root if root.is_dir() else root.parent
@@ -62,13 +68,14 @@ def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | 
     any_rows = False
     for f in files:
         rel = f.relative_to(base).as_posix()
-        suffix = f.suffix.lower()
-        if suffix in (".txt", ".md"):
-            rows = _read_text(f, rel)
-        elif suffix == ".jsonl":
-            rows = _read_jsonl(f, rel, text_column, id_column)
-        else:
-            rows = _read_parquet(f, rel, text_column, id_column)
+        rows = _read_file(f, rel, text_column, id_column)
+        if skip_bad:
+            try:
+                rows = list(rows)
+            except SynthError as e:
+                if skipped is not None:
+                    skipped.append({"path": str(f), "reason": _reason(f, e)})
+                continue
         for seed in rows:
             if seed.seed_id in seen:
                 raise SynthError(
@@ -79,7 +86,25 @@ def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | 
             any_rows = True
             yield seed
     if not any_rows:
+        if skip_bad and skipped:
+            raise SynthError(f"no readable seed documents in {root} ({len(skipped)} bad file(s) "
+                             f"skipped, e.g. {skipped[0]['path']}: {skipped[0]['reason']})")
         raise SynthError(f"no seed documents found in {root} (all files are empty)")
+
+
+def _read_file(f: Path, rel: str, text_column: str, id_column: str | None) -> Iterator[Seed]:
+    suffix = f.suffix.lower()
+    if suffix in (".txt", ".md"):
+        return _read_text(f, rel)
+    if suffix == ".jsonl":
+        return _read_jsonl(f, rel, text_column, id_column)
+    return _read_parquet(f, rel, text_column, id_column)
+
+
+def _reason(f: Path, e: SynthError) -> str:
+    """The error message, without the file name it starts with (the entry names the file)."""
+    msg = str(e)
+    return msg[len(f"{f}: "):] if msg.startswith(f"{f}: ") else msg
 
 
 def _read_bytes(f: Path) -> bytes:
@@ -159,7 +184,7 @@ def _read_parquet(f: Path, rel: str, text_column: str, id_column: str | None) ->
     try:
         pf = pq.ParquetFile(f)
     except Exception as e:  # pyarrow raises several types for a corrupt file
-        raise SynthError(f"{f}: not a readable Parquet file ({e})") from None
+        raise SynthError(f"{f}: not a readable Parquet file ({_one_line(e)})") from None
     if text_column not in pf.schema_arrow.names:
         raise SynthError(
             f"{f}: no column {text_column!r} (columns: {', '.join(pf.schema_arrow.names)}); "
@@ -174,7 +199,12 @@ def _read_parquet(f: Path, rel: str, text_column: str, id_column: str | None) ->
     except SynthError:
         raise
     except Exception as e:
-        raise SynthError(f"{f}: corrupt Parquet data at row {i} ({e})") from None
+        raise SynthError(f"{f}: corrupt Parquet data at row {i} ({_one_line(e)})") from None
+
+
+def _one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 def _row_seed(obj: dict, where: str, rel: str, default_id: str, text_column: str,

@@ -1,7 +1,9 @@
 """Run one stage over existing shards: IN (a shard or a folder) -> OUT (shards + manifest).
 
-Every input shard is opened before anything is written, so a corrupt or missing input is an
-error naming the file with nothing left in OUT. Each output shard is written atomically.
+Every input shard is read through (every page decoded) before anything is written, so a
+corrupt, truncated or missing input is an error naming the file with nothing left in OUT.
+With `skip_bad`, bad shards are left out instead and listed in the manifest's
+`skipped_inputs` with the reason. Each output shard is written atomically.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from synth.io import shards as sh
 
 
 def input_shards(path: str | Path) -> list[Path]:
+    """The shards at `path` (a file, a folder's part-*.parquet, else its *.parquet); unchecked."""
     p = Path(path)
     if not p.exists():
         raise SynthError(f"{p} does not exist")
@@ -23,42 +26,78 @@ def input_shards(path: str | Path) -> list[Path]:
         files = sorted(p.glob("*.parquet"))
     if not files:
         raise SynthError(f"{p} holds no Parquet shards (part-*.parquet)")
+    return files
+
+
+def shard_problem(f: Path, required: list[str] = (), *, meta_fallback: bool = True) -> str | None:
+    """Why shard `f` cannot be used (unreadable, corrupt, a required column missing), or None.
+
+    The whole file is decoded batch by batch (memory stays one batch): a broken data page
+    fails here, not half-way through writing OUT."""
     import pyarrow.parquet as pq
 
-    for f in files:
-        try:
-            pq.read_schema(f)
-        except Exception as e:
-            raise SynthError(f"{f}: not a readable Parquet shard ({str(e).splitlines()[0][:200]})") from None
-    return files
+    try:
+        with pq.ParquetFile(f) as pf:
+            names = pf.schema_arrow.names
+            for col in required:
+                if col not in names and not (meta_fallback and "meta" in names):
+                    return (f"no column {col!r} (columns: {', '.join(names)}); "
+                            f"pick one with --{col.replace('_', '-')}-column")
+            for _ in pf.iter_batches(batch_size=65536):
+                pass
+    except Exception as e:  # pyarrow raises several types (and OSError) for a bad file
+        return f"not a readable Parquet shard ({one_line(e)})"
+    return None
+
+
+def one_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
 
 
 def check_inputs(in_path: str | Path, out_dir: str | Path, required: list[str] = (), *,
-                 meta_fallback: bool = True) -> list[Path]:
+                 meta_fallback: bool = True, skip_bad: bool = False,
+                 skipped: list[dict] | None = None) -> list[Path]:
     """The input shards, once each is readable and has the `required` columns (or, with
-    `meta_fallback`, a `meta` column to look them up in), and OUT is empty or new."""
-    import pyarrow.parquet as pq
+    `meta_fallback`, a `meta` column to look them up in), and OUT is empty or new.
 
-    files = input_shards(in_path)
-    for f in files:
-        names = pq.read_schema(f).names
-        for col in required:
-            if col not in names and not (meta_fallback and "meta" in names):
-                raise SynthError(f"{f}: no column {col!r} (columns: {', '.join(names)}); "
-                                 f"pick one with --{col.replace('_', '-')}-column")
+    With `skip_bad`, a bad shard is left out and appended to `skipped` as `{"path", "reason"}`
+    instead of raising; it is still an error when no good shard is left."""
     out = Path(out_dir)
     if out.exists() and any(p for p in out.iterdir() if p.name != sh.TMP):
         raise SynthError(f"output folder {out} is not empty; choose another or empty it")
-    return files
+    good = []
+    bad = skipped if skipped is not None else []
+    for f in input_shards(in_path):
+        why = shard_problem(f, required, meta_fallback=meta_fallback)
+        if why is None:
+            good.append(f)
+        elif skip_bad:
+            bad.append({"path": str(f), "reason": why})
+        else:
+            raise SynthError(f"{f}: {why}")
+    if not good:
+        raise SynthError(f"{in_path}: no readable shards ({len(bad)} skipped, e.g. "
+                         f"{bad[0]['path']}: {bad[0]['reason']})")
+    return good
 
 
 def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
                 params: dict, required: list[str] = (),
-                on_progress: Callable[[int, int], None] | None = None) -> dict:
-    """Apply `stage` (a callable over a pyarrow Table) to every shard; returns the manifest."""
+                on_progress: Callable[[int, int], None] | None = None,
+                skip_bad: bool = False, checked: tuple[list[Path], list[dict]] | None = None) -> dict:
+    """Apply `stage` (a callable over a pyarrow Table) to every shard; returns the manifest.
+
+    `skip_bad`: see `check_inputs`; the manifest's `skipped_inputs` lists what was left out.
+    `checked`: (good files, skipped) from an earlier `check_inputs` over the same IN, so the
+    inputs are not read through twice."""
     import pyarrow.parquet as pq
 
-    files = check_inputs(in_path, out_dir, required)
+    if checked is not None:
+        files, skipped = checked
+    else:
+        skipped = []
+        files = check_inputs(in_path, out_dir, required, skip_bad=skip_bad, skipped=skipped)
     out = Path(out_dir)
     t0 = time.time()
     if on_progress:
@@ -72,7 +111,7 @@ def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
             try:
                 table = pq.read_table(f)
             except Exception as e:
-                raise SynthError(f"{f}: cannot read ({str(e).splitlines()[0][:200]})") from None
+                raise SynthError(f"{f}: cannot read ({one_line(e)})") from None
             result = stage(table)
             name_i = f"part-{i:06d}.parquet"
             kept, dropped, why = sh.write_split(result, out, name_i)
@@ -97,6 +136,7 @@ def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
     manifest = {
         "stage": name, "params": params, "input": str(in_path),
         "inputs": [str(f) for f in files],
+        "skipped_inputs": skipped,
         "counts": {"rows": rows, "rejected_rows": rejected, "reject_reasons": reasons,
                    "shards": len([w for w in written if w.parent == out]), "verdicts": counts},
         "elapsed_s": round(time.time() - t0, 2),

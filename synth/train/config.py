@@ -49,6 +49,8 @@ class TrainConfig:
     """Online: weight of each teacher's KD loss (default equal)."""
     threads: int = 0
     """torch threads (0: all cores)."""
+    skip_bad_inputs: bool = False
+    """Leave out unreadable or corrupt shards (listed in train.json) instead of stopping."""
     precision: Literal["bf16", "fp32"] = "bf16"
     """Mixed precision: fp32 weights and optimizer, matmuls under bf16 autocast (4x faster
     here on AVX512-BF16 CPUs, and the usual setting on GPUs); fp32 turns autocast off."""
@@ -90,7 +92,7 @@ class TrainConfig:
         return self
 
     # Keys a resumed run may change (a longer run continues the same one).
-    RESUMABLE = ("steps", "eval_every", "ckpt_every", "threads", "out", "precision")
+    RESUMABLE = ("steps", "eval_every", "ckpt_every", "threads", "out", "precision", "skip_bad_inputs")
 
     def mismatch(self, saved: dict) -> str | None:
         """The first key (other than RESUMABLE) where `saved` differs from this config."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,32 +42,56 @@ def shard_files(paths) -> list[Path]:
     return files
 
 
-def read_columns(files: list[Path], required: tuple[str, ...], optional: tuple[str, ...] = ()):
-    """One Arrow table of the wanted columns over all files; a clear error naming a bad file."""
+def read_columns(files: list[Path], required: tuple[str, ...], optional: tuple[str, ...] = (), *,
+                 skip_bad: bool = False, skipped: list[dict] | None = None):
+    """One Arrow table of the wanted columns over all files; a clear error naming a bad file.
+
+    With `skip_bad`, a bad file (unreadable, corrupt, a required column missing) is left out
+    and appended to `skipped` as `{"path", "reason"}`; no good file left is still an error."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     tables = []
+    bad = skipped if skipped is not None else []
     for f in files:
         try:
-            names = pq.read_schema(f).names
-        except Exception as e:  # noqa: BLE001 - any parse failure means the file is unreadable
-            raise SynthError(f"{f}: not a readable Parquet shard ({type(e).__name__}: {e})") from None
-        missing = [c for c in required if c not in names]
-        if missing:
-            hint = " (pass --column to pick another text column)" if "text" in missing else ""
-            raise SynthError(f"{f}: missing column(s) {', '.join(missing)}; it has: "
-                             f"{', '.join(names)}{hint}")
-        cols = list(required) + [c for c in optional if c in names and c not in required]
-        try:
-            t = pq.read_table(f, columns=cols)
-        except Exception as e:  # noqa: BLE001
-            raise SynthError(f"{f}: not a readable Parquet shard ({type(e).__name__}: {e})") from None
+            t = _read_shard(f, required, optional)
+        except SynthError as e:
+            if not skip_bad:
+                raise
+            msg = str(e)
+            bad.append({"path": str(f), "reason": msg[len(f"{f}: "):] if msg.startswith(f"{f}: ") else msg})
+            continue
         for c in optional:
             if c not in t.column_names:
                 t = t.append_column(c, pa.nulls(len(t), pa.string()))
         tables.append(t.select(list(required) + list(optional)))
+    if not tables:
+        raise SynthError(f"--data: no readable shards ({len(bad)} skipped, e.g. "
+                         f"{bad[0]['path']}: {bad[0]['reason']})")
     return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _read_shard(f: Path, required: tuple[str, ...], optional: tuple[str, ...]):
+    import pyarrow.parquet as pq
+
+    def unreadable(e: Exception) -> SynthError:
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        return SynthError(f"{f}: not a readable Parquet shard ({type(e).__name__}: {first})")
+
+    try:
+        names = pq.read_schema(f).names
+    except Exception as e:  # noqa: BLE001 - any parse failure means the file is unreadable
+        raise unreadable(e) from None
+    missing = [c for c in required if c not in names]
+    if missing:
+        hint = " (pass --column to pick another text column)" if "text" in missing else ""
+        raise SynthError(f"{f}: missing column(s) {', '.join(missing)}; it has: "
+                         f"{', '.join(names)}{hint}")
+    cols = list(required) + [c for c in optional if c in names and c not in required]
+    try:
+        return pq.read_table(f, columns=cols)
+    except Exception as e:  # noqa: BLE001
+        raise unreadable(e) from None
 
 
 def in_eval(doc_id: str, fraction: float) -> bool:
@@ -97,11 +121,15 @@ class TextData:
     eval: np.ndarray
     documents: int
     eval_documents: int
+    skipped: list = field(default_factory=list)
+    """Bad shards left out with `skip_bad`: [{"path", "reason"}]."""
 
     @classmethod
-    def from_shards(cls, paths, tok: Tok, column: str, eval_fraction: float, seq_len: int):
+    def from_shards(cls, paths, tok: Tok, column: str, eval_fraction: float, seq_len: int, *,
+                    skip_bad: bool = False):
         files = shard_files(paths)
-        table = read_columns(files, (column,), ("id",))
+        skipped: list[dict] = []
+        table = read_columns(files, (column,), ("id",), skip_bad=skip_bad, skipped=skipped)
         texts = table.column(column).to_pylist()
         keep = [i for i, t in enumerate(texts) if isinstance(t, str) and t.strip()]
         if not keep:
@@ -120,7 +148,8 @@ class TextData:
         if len(train) < seq_len + 1:
             raise SynthError(f"--data: {len(train)} training tokens, fewer than one window of "
                              f"--seq-len {seq_len} + 1; give more data or a shorter --seq-len")
-        return cls(train=train, eval=ev, documents=len(texts), eval_documents=sum(flags))
+        return cls(train=train, eval=ev, documents=len(texts), eval_documents=sum(flags),
+                   skipped=skipped)
 
     @property
     def train_tokens(self) -> int:
@@ -176,6 +205,7 @@ class TeacherData:
         if w.sum() <= 0:
             raise SynthError("--teacher-weight: every weight is 0")
         self.teacher_names, self.teacher_p = names, w / w.sum()
+        self.skipped: list[dict] = []  # bad shards left out with `skip_bad`
 
     @property
     def train_tokens(self) -> int:
@@ -186,10 +216,12 @@ class TeacherData:
 
     @classmethod
     def from_shards(cls, paths, tok: Tok, eval_fraction: float, seq_len: int,
-                    weights: dict[str, float] | None = None):
+                    weights: dict[str, float] | None = None, *, skip_bad: bool = False):
         files = shard_files(paths)
         check_tokenizer_manifests(paths, tok)
-        table = read_columns(files, TEACHER_COLUMNS, ("id", "teacher", "model", "response"))
+        bad_files: list[dict] = []
+        table = read_columns(files, TEACHER_COLUMNS, ("id", "teacher", "model", "response"),
+                             skip_bad=skip_bad, skipped=bad_files)
         d = table.to_pydict()
         rows, ids, k = [], [], 0
         skipped = 0
@@ -221,7 +253,9 @@ class TeacherData:
         flags = _split(ids, eval_fraction)
         train = [r for r, f in zip(out, flags) if not f]
         ev = [r for r, f in zip(out, flags) if f] or train[-1:]
-        return cls(train, ev, k, weights or {})
+        data = cls(train, ev, k, weights or {})
+        data.skipped = bad_files
+        return data
 
     def _collate(self, rows: list[TeacherRow]):
         import torch

@@ -164,19 +164,24 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     if cfg.init:
         checkpoint.read_meta(cfg.init)  # a clear error before any work
-    resume_from = prepare_out(cfg, fresh)
-    out = Path(cfg.out)
     tok = load_tokenizer(checkpoint.checkpoint_dir(cfg.init) if cfg.init else None)
     mc = model_config(cfg, tok.vocab_size)
 
+    # The data is read before --out is touched: a bad shard leaves nothing behind.
     offline = cfg.mode == "distill" and not cfg.teachers
     if offline:
-        data = TeacherData.from_shards(cfg.data, tok, cfg.eval_fraction, cfg.seq_len, cfg.teacher_weights)
+        data = TeacherData.from_shards(cfg.data, tok, cfg.eval_fraction, cfg.seq_len, cfg.teacher_weights,
+                                       skip_bad=cfg.skip_bad_inputs)
     else:
         if cfg.teacher_weights:
             raise SynthError("--teacher-weight mixes offline teachers (a `teacher` column); "
                              "for teachers in the loop give --teacher PATH:WEIGHT")
-        data = TextData.from_shards(cfg.data, tok, cfg.column, cfg.eval_fraction, cfg.seq_len)
+        data = TextData.from_shards(cfg.data, tok, cfg.column, cfg.eval_fraction, cfg.seq_len,
+                                    skip_bad=cfg.skip_bad_inputs)
+    for s in data.skipped:
+        log(f"skipped {s['path']}: {s['reason']}")
+    resume_from = prepare_out(cfg, fresh)
+    out = Path(cfg.out)
     if cfg.mode == "distill" and not offline:
         ws = cfg.online_weights or tuple(1.0 for _ in cfg.teachers)
         teachers = [load_teacher(t, w, tok) for t, w in zip(cfg.teachers, ws)]
@@ -210,7 +215,8 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
         metrics_path.write_text("")
     (out / TRAIN_JSON).write_text(json.dumps({**cfg.to_dict(), "model_config": mc.to_dict(),
                                               "params": model.num_params(),
-                                              "tokenizer_sha256": tok.sha256}, indent=2))
+                                              "tokenizer_sha256": tok.sha256,
+                                              "skipped_inputs": data.skipped}, indent=2))
 
     def save(step: int) -> Path:
         extra = {"mode": cfg.mode, "nvfp4": cfg.nvfp4}
