@@ -19,7 +19,6 @@ from synth.model import CONFIGS, HybridConfig, HybridLM, config_by_name
 from synth.model.hybrid import MoE, moe_dense_reference, ssd_chunked, ssd_sequential
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """Tiny tensors: threads only add sync overhead (and spin badly on a busy machine)."""
@@ -29,7 +28,7 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def small_cfg(**overrides) -> HybridConfig:
+def toy_cfg(**overrides) -> HybridConfig:
     """Every pattern char present, several Mamba heads, chunk 8 (so prefill spans chunks)."""
     base = dict(vocab_size=64, d_model=32, pattern="M*EM-E", n_heads=4, n_kv_heads=2, d_state=8,
                 expand=2, mamba_head_dim=8, d_conv=4, chunk_size=8, d_ff=48, n_experts=4,
@@ -40,7 +39,7 @@ def small_cfg(**overrides) -> HybridConfig:
 
 def fp64_model(seed: int = 0, **overrides) -> HybridLM:
     torch.manual_seed(seed)
-    return HybridLM(small_cfg(**overrides)).double().eval()
+    return HybridLM(toy_cfg(**overrides)).double().eval()
 
 
 def close(a, b, tol=1e-9):
@@ -152,7 +151,7 @@ def test_causality_main_and_mtp():
 @pytest.mark.parametrize("latent,shared", [(0, True), (12, True), (12, False)])
 def test_sparse_moe_equals_dense_reference(latent, shared):
     torch.manual_seed(5)
-    moe = MoE(small_cfg(moe_latent=latent, shared_expert=shared, n_experts=6, top_k=3)).double()
+    moe = MoE(toy_cfg(moe_latent=latent, shared_expert=shared, n_experts=6, top_k=3)).double()
     x = torch.randn(3, 10, 32, dtype=torch.float64)
     y, aux = moe(x)
     close(y, moe_dense_reference(moe, x))
@@ -161,7 +160,7 @@ def test_sparse_moe_equals_dense_reference(latent, shared):
 
 def test_selection_bias_picks_but_never_gates():
     torch.manual_seed(6)
-    moe = MoE(small_cfg(n_experts=6, top_k=2)).double()
+    moe = MoE(toy_cfg(n_experts=6, top_k=2)).double()
     x = torch.randn(40, 32, dtype=torch.float64)
     scores = torch.sigmoid(x @ moe.router.weight.T)  # computed here, not by route()
     _, idx_free, _ = moe.route(x)
@@ -217,7 +216,8 @@ def test_fused_loss_equals_plain_cross_entropy():
     y[0, 3] = -100
     out = model(x, y)
     ce = F.cross_entropy(out.logits.flatten(0, 1), y.flatten())
-    mtp = torch.stack([F.cross_entropy(lg.flatten(0, 1), F.pad(y[:, k:], (0, k), value=-100).flatten())
+    mtp = torch.stack([F.cross_entropy(lg.flatten(0, 1),
+                                       F.pad(y[:, k:], (0, k), value=-100).flatten())
                        for k, lg in enumerate(out.mtp_logits, start=1)]).mean()
     close(out.ce_loss, ce)
     close(out.mtp_loss, mtp)
@@ -232,7 +232,7 @@ def test_bf16_autocast_training_step():
     """The trainer's mixed precision: matmuls in bf16, the SSM scan, router and softmax in fp32;
     the loss stays close to fp32's and every gradient is finite."""
     torch.manual_seed(13)
-    model = HybridLM(small_cfg(moe_latent=12))
+    model = HybridLM(toy_cfg(moe_latent=12))
     ids = torch.randint(0, 64, (2, 17))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(ids[:, :-1], ids[:, 1:])
@@ -260,7 +260,7 @@ def test_loss_mask_and_ignore_index_agree():
 def overfit():
     """A tiny model with two MTP depths trained on one batch of two random sequences."""
     torch.manual_seed(9)
-    model = HybridLM(small_cfg(init_std=0.02, mtp_depths=2)).train()
+    model = HybridLM(toy_cfg(init_std=0.02, mtp_depths=2)).train()
     seqs = torch.randint(0, 64, (2, 49))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     losses = []
@@ -321,11 +321,15 @@ def test_generate_stops_and_samples():
         assert out == greedy[:greedy.index(greedy[2]) + 1]
     nucleus_of_one, _ = model.generate(prompt, 10, temperature=1.0, top_p=1e-9)
     assert nucleus_of_one == greedy
-    draws = [model.generate(prompt, 10, temperature=1.0, generator=torch.Generator().manual_seed(s))[0]
-             for s in (0, 0, 1)]
+    draws = [model.generate(prompt, 10, temperature=1.0,
+                            generator=torch.Generator().manual_seed(s))[0] for s in (0, 0, 1)]
     assert draws[0] == draws[1] and draws[0] != draws[2]
     with pytest.raises(SynthError, match="temperature 0"):
         model.generate(prompt, 5, temperature=0.7, speculative=True)
+    torch.set_num_threads(2)  # generate runs on one thread and gives the setting back
+    model.train().generate(prompt, 2)
+    assert torch.get_num_threads() == 2 and model.training
+    torch.set_num_threads(1)
 
 
 # ---- 9. config ------------------------------------------------------------------------------
@@ -344,10 +348,10 @@ def test_generate_stops_and_samples():
 ])
 def test_config_errors(overrides, message):
     with pytest.raises(SynthError, match="bad model config") as err:
-        small_cfg(**overrides).validate()
+        toy_cfg(**overrides).validate()
     assert message in str(err.value)
     with pytest.raises(SynthError):
-        HybridLM(small_cfg(**overrides))
+        HybridLM(toy_cfg(**overrides))
 
 
 def test_config_roundtrip_and_names():
@@ -374,9 +378,9 @@ def test_param_counts():
 def test_nvfp4_conversion_keeps_sensitive_layers():
     pytest.importorskip("synth.model.nvfp4")
     torch.manual_seed(12)
-    plain = HybridLM(small_cfg())
+    plain = HybridLM(toy_cfg())
     torch.manual_seed(12)
-    model = HybridLM(small_cfg(nvfp4=True, nvfp4_keep_last=1))
+    model = HybridLM(toy_cfg(nvfp4=True, nvfp4_keep_last=1))
     assert model.state_dict().keys() == plain.state_dict().keys()
     last = len(model.cfg.pattern) - 1
     converted = kept = 0

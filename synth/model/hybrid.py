@@ -107,7 +107,8 @@ class HybridConfig:
             bad.append("pattern is empty")
         elif unknown:
             known = ", ".join(f"{c!r} {what}" for c, what in PATTERN_CHARS.items())
-            bad.append(f"pattern {self.pattern!r} has unknown layer chars {unknown} (known: {known})")
+            bad.append(f"pattern {self.pattern!r} has unknown layer chars {unknown} "
+                       f"(known: {known})")
         positive = ["vocab_size", "d_model", "n_heads", "n_kv_heads", "d_state", "expand",
                     "mamba_head_dim", "d_conv", "chunk_size", "d_ff", "n_experts", "top_k",
                     "d_expert", "max_seq_len"]
@@ -241,7 +242,7 @@ def ssd_sequential(x, dt, A, B, C, chunk_size=None, initial_state=None):
 def segsum(a: torch.Tensor) -> torch.Tensor:
     """out[..., i, j] = a[..., j+1] + ... + a[..., i] for i >= j, and -inf above the diagonal
     (exp of it is the decay from step j to step i). Summing masked copies, rather than
-    differencing one cumsum, keeps it exact for long chunks."""
+    differencing one cumsum, keeps it accurate for long chunks."""
     L = a.size(-1)
     a = a[..., :, None].expand(*a.shape, L)  # a[..., i, j] = a_i
     ones = torch.ones(L, L, dtype=torch.bool, device=a.device)
@@ -431,8 +432,8 @@ class Attention(nn.Module):
             state.k, state.v = k, v
         mask, causal = None, T > 1
         if past and T > 1:  # queries sit at positions past..past+T-1: a bottom-right causal mask
-            S = past + T
-            mask = torch.arange(S, device=x.device)[None] <= torch.arange(past, S, device=x.device)[:, None]
+            keys = torch.arange(past + T, device=x.device)
+            mask = keys[None] <= keys[past:, None]
             causal = False
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            enable_gqa=self.n_kv != self.n_heads)
@@ -514,7 +515,8 @@ class MoE(nn.Module):
         this just keeps single sequences from collapsing onto a few experts."""
         b, T, E = scores.shape
         picks = torch.zeros(b, E, dtype=scores.dtype, device=scores.device)
-        picks.scatter_add_(1, idx.reshape(b, -1), torch.ones_like(idx.reshape(b, -1), dtype=scores.dtype))
+        chosen = idx.reshape(b, -1)
+        picks.scatter_add_(1, chosen, torch.ones_like(chosen, dtype=scores.dtype))
         f = picks * E / (self.top_k * T)
         P = (scores / scores.sum(dim=-1, keepdim=True)).mean(dim=1)
         return (f * P).sum(dim=-1).mean()
@@ -660,7 +662,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 None, None, None)
 
 
-def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def linear_cross_entropy(x: torch.Tensor, weight: torch.Tensor,
+                         targets: torch.Tensor) -> torch.Tensor:
     """F.cross_entropy(x @ weight.T, targets, ignore_index=-100) (mean over counted targets; 0
     if none), computed chunk-wise. x (..., d), targets (...). Under autocast the matmuls run in
     the autocast dtype (bf16 on this CPU is ~3x faster than fp32), the softmax in fp32."""
@@ -791,10 +794,10 @@ class HybridLM(nn.Module):
         return head
 
     def decode_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """logits(hidden) for the few rows of a decode step, same values, faster. MKL's fp32
-        matmul of a handful of rows against the (V, d) head runs ~1 row per 3 ms on this CPU;
-        one row against a contiguous (d, V) copy takes ~0.9 ms, and 2-4 rows against the head
-        viewed as 64-row blocks (a batched matmul) ~0.4 ms per row. The copy is refreshed
+        """logits(hidden) for the few rows of a decode step: same values, faster. On this CPU
+        MKL's fp32 matmul of a handful of rows against the (V, d) head costs ~3.3 ms per row;
+        one row against a contiguous (d, V) copy ~0.8-1.3 ms, and 2-8 rows against the head
+        viewed as 64-row blocks (a batched matmul) ~1.5-2 ms in all. The copy is refreshed
         whenever the weight changes (an optimizer step bumps its version)."""
         x = self.norm(hidden)
         w = self.head.weight
@@ -808,7 +811,8 @@ class HybridLM(nn.Module):
                     self._head_t, self._head_t_key = w.detach().T.contiguous(), key
             out = rows @ self._head_t
         elif rows.size(0) <= 8 and w.size(0) % 64 == 0:
-            out = torch.matmul(w.view(-1, 64, w.size(1)), rows.T).reshape(w.size(0), -1).T.contiguous()
+            out = torch.matmul(w.view(-1, 64, w.size(1)), rows.T).reshape(w.size(0), -1)
+            out = out.T.contiguous()
         else:
             out = rows @ w.T
         return out.reshape(*x.shape[:-1], w.size(0))
@@ -856,7 +860,8 @@ class HybridLM(nn.Module):
         weight = self.head.weight
         out.ce_loss = linear_cross_entropy(self.norm(hidden), weight, targets)
         # targets[t] is token t+1, so depth k's target (token t+1+k) is targets[t+k]
-        mtp_ce = [linear_cross_entropy(self.norm(h), weight, F.pad(targets[:, k:], (0, k), value=-100))
+        mtp_ce = [linear_cross_entropy(self.norm(h), weight,
+                                       F.pad(targets[:, k:], (0, k), value=-100))
                   for k, h in enumerate(mtp_hidden, start=1)]
         zero = out.ce_loss.new_zeros(())
         out.mtp_loss = torch.stack(mtp_ce).mean() if mtp_ce else zero
@@ -904,14 +909,16 @@ class HybridLM(nn.Module):
         drafts with the MTP modules and verifies the drafts with one main-model call per round;
         its output equals plain greedy decoding (barring two logits tied within rounding error:
         the verify pass batches rows, which can change the last bits).
-        On CPU, decoding this size of model is fastest with torch.set_num_threads(1): a step
-        is ~200 small ops, and a second thread only adds synchronization."""
+        Runs on one CPU thread (restored after): a decode step is ~200 small ops, where a second
+        thread only adds synchronization (measured: ~1.5x slower on an idle 2-core machine,
+        10x slower on a busy one)."""
         if not prompt_ids:
             raise SynthError("generate needs a non-empty prompt")
         if speculative and (temperature > 0 or not self.mtp):
             raise SynthError("speculative decoding needs temperature 0 and mtp_depths >= 1")
-        was_training = self.training
+        was_training, threads = self.training, torch.get_num_threads()
         self.eval()
+        torch.set_num_threads(1)
         try:
             if speculative:
                 return self._generate_speculative(prompt_ids, max_new_tokens, eos_id)
@@ -919,6 +926,7 @@ class HybridLM(nn.Module):
                                         generator)
         finally:
             self.train(was_training)
+            torch.set_num_threads(threads)
 
     def _tensor(self, ids: list[int]) -> torch.Tensor:
         return torch.tensor([ids], dtype=torch.long, device=self.embed.weight.device)
@@ -981,7 +989,8 @@ class HybridLM(nn.Module):
                 if have < m:  # the rest are this round's draft-dependent outputs of depth k-1
                     h_in = torch.cat([h_in, fresh[1][:, have - fresh[0]:]], dim=1)
                 # token s+k for s in start..m-1: real up to m, then this round's drafts
-                ahead = [tokens[i] if i <= m else drafts[i - m - 1] for i in range(start + k, m + k)]
+                ahead = [tokens[i] if i <= m else drafts[i - m - 1]
+                         for i in range(start + k, m + k)]
                 h_out = module(h_in, self.embed(self._tensor(ahead)), kv)
                 stats["mtp_calls"] += 1
                 drafts.append(int(self.draft_logits(h_out[:, -1]).argmax(-1)))
@@ -993,7 +1002,8 @@ class HybridLM(nn.Module):
                     real[k] = (f, torch.cat([r, h_out[:, :real_end - start]], dim=1))
                 fresh = (start, h_out)
 
-            hidden = self._hidden_cached(self._tensor([tokens[m]] + drafts), cache, keep_history=True)
+            hidden = self._hidden_cached(self._tensor([tokens[m]] + drafts), cache,
+                                         keep_history=True)
             stats["forward_calls"] += 1
             greedy = self.decode_logits(hidden).argmax(-1)[0].tolist()
             n_ok = 0
