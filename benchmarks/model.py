@@ -42,8 +42,8 @@ def bench_ssd(reps: int = 3):
     x = torch.randn(b, L, h, p)
     dt = torch.rand(b, L, h) * 0.1 + 0.01
     A = -torch.rand(h) - 0.5
-    B = torch.randn(b, L, h, n) / n**0.5
-    C = torch.randn(b, L, h, n) / n**0.5
+    B = torch.randn(b, L, n) / n**0.5  # one B/C group shared by the heads (ngroups = 1)
+    C = torch.randn(b, L, n) / n**0.5
 
     def timeit(fn):
         fn()
