@@ -63,8 +63,10 @@ def resolve_model(cfg: PipelineConfig) -> str:
 
 
 def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: int | None = None,
-                  teacher: str | None = None):
+                  teacher: str | None = None, skip_bad: bool = False, skipped: list | None = None):
     """Read the seeds, chunk them, render the chat messages. Returns a pyarrow Table.
+
+    `skip_bad`: leave out unreadable seed files, appending {"path", "reason"} to `skipped`.
 
     With several templates (`prompt.templates`) each chunk gets one prompt per template, in
     the listed order, chunk after chunk: `limit` keeps the first prompts of that order, so a
@@ -83,7 +85,8 @@ def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: 
     variants = ["/".join(prefix + ([t] if t else [])) for t, _ in builders]
     n = 0
     for seed in read_seeds(cfg.seeds.path, text_column=cfg.seeds.text_column,
-                           id_column=cfg.seeds.id_column, recursive=cfg.seeds.recursive):
+                           id_column=cfg.seeds.id_column, recursive=cfg.seeds.recursive,
+                           skip_bad=skip_bad, skipped=skipped):
         tc = cfg.seeds.text_column  # the text is available as {text} and under its own name
         available = {"text", tc, *seed.fields}
         for _, builder in builders:
@@ -192,7 +195,8 @@ class _Unit:
 
 def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address: str | None = None,
                  limit: int | None = None, resume: bool = True,
-                 on_progress: Callable[[dict], None] | None = None) -> RunResult:
+                 on_progress: Callable[[dict], None] | None = None,
+                 skip_bad_inputs: bool = False) -> RunResult:
     """Run `cfg` and return what it did. Raises `SynthError` for anything the user can fix.
 
     With `teachers`, each teacher generates in turn (its own model, seeds, prompt and
@@ -204,10 +208,12 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
 
     # Everything that can be checked is checked before any work starts.
     units = []
+    skipped: list[dict] = []  # bad seed files left out with skip_bad_inputs
     for teacher, ucfg in cfg.units():
         model_path = resolve_model(ucfg)
         prompts = build_prompts(ucfg, model_path=model_path if ucfg.model.backend == "vllm" else None,
-                                limit=limit, teacher=teacher)
+                                limit=limit, teacher=teacher, skip_bad=skip_bad_inputs,
+                                skipped=skipped)
         units.append(_Unit(teacher, ucfg, model_path, prompts))
     previous = prepare_output(out_dir, cfg, resume=resume)
 
@@ -234,6 +240,7 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
                   "backend": first.cfg.model.backend},
         "versions": versions(),
         "schema": [f"{f.name}: {f.type}" for f in sh.generation_schema()],
+        "skipped_inputs": list({s["path"]: s for s in skipped}.values()),  # once per file
     }
     if cfg.teachers:
         manifest["teachers"] = {

@@ -19,6 +19,9 @@ def run(
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts (after chunking; per teacher).")] = None,
     resume: Annotated[bool, typer.Option(
         "--resume/--fresh", help="Resume a run in the output folder, or replace it.")] = True,
+    skip_bad_inputs: Annotated[bool, typer.Option(
+        "--skip-bad-inputs", help="Leave out unreadable seed files (listed in manifest.json as "
+        "skipped_inputs) instead of stopping.")] = False,
 ) -> None:
     """Run a pipeline: seeds -> prompts -> generation on Ray -> Parquet shards + manifest.
 
@@ -28,11 +31,12 @@ def run(
     if is_chain_file(pipeline):
         from synth.cli.chain_cmd import run_chain_file
 
-        if out is not None or limit is not None:
+        if out is not None or limit is not None or skip_bad_inputs:
             with user_errors():
                 from synth.errors import SynthError
 
-                raise SynthError("--out and --limit apply to pipeline files; a chain sets them per step")
+                raise SynthError("--out, --limit and --skip-bad-inputs apply to pipeline files; "
+                                 "a chain sets them per step")
         return run_chain_file(pipeline, address=address or os.environ.get("RAY_ADDRESS") or None,
                               fresh=not resume)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -61,7 +65,7 @@ def run(
 
         try:
             result = run_pipeline(cfg, out=out, address=address, limit=limit, resume=resume,
-                                  on_progress=on_progress)
+                                  on_progress=on_progress, skip_bad_inputs=skip_bad_inputs)
         except KeyboardInterrupt:
             if task_id is not None:
                 progress.stop()
@@ -74,6 +78,12 @@ def run(
                 progress.stop()
 
     r = result
+    if skip_bad_inputs:
+        import json
+
+        manifest = json.loads((r.out_dir / "manifest.json").read_text())
+        for s in manifest.get("skipped_inputs", []):
+            typer.echo(f"skipped {s['path']}: {s['reason']}")
     typer.echo(
         f"{cfg.name}: {r.rows} rows in {r.shards} shards at {r.out_dir} "
         f"({r.generated_rows} generated now, {r.resumed_prompts} prompts already done)"
