@@ -217,7 +217,8 @@ def extract_program(response: str) -> str | None:
     blocks = _FENCE.findall(response)
     if blocks:
         return blocks[-1]
-    if re.search(r"^\s*(def |import |from |class |print\()", response, re.MULTILINE):
+    # [^\S\n]* rather than \s*: \s would also eat newlines, quadratic on runs of blank lines
+    if re.search(r"^[^\S\n]*(def |import |from |class |print\()", response, re.MULTILINE):
         return response
     return None
 
