@@ -3,7 +3,9 @@
 A `SynthError` is a problem the user can fix (bad input, bad config, missing file): the CLI
 prints its message on one line and exits with `exit_code` (2), without a traceback.
 `GenerationFailed` is a run that stopped on a failing engine or server: finished shards are
-kept, the run can be resumed, the CLI exits 1. Anything else is a bug.
+kept, the run can be resumed, the CLI exits 1. `OutputFailed` is a write to the output folder
+that the system refused (disk full, quota, I/O error): nothing half-written is left visible,
+the CLI exits 1, and a rerun after the cause is fixed resumes. Anything else is a bug.
 """
 
 
@@ -15,5 +17,11 @@ class SynthError(Exception):
 
 class GenerationFailed(SynthError):
     """Generation stopped part way; the message gives the root cause and how to resume."""
+
+    exit_code = 1
+
+
+class OutputFailed(SynthError):
+    """Writing to the output folder failed (e.g. the disk is full); names the path and the fix."""
 
     exit_code = 1

@@ -8,6 +8,7 @@ at any point and started again ends with every expected row exactly once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from synth.config import PipelineConfig
-from synth.errors import SynthError
+from synth.errors import OutputFailed, SynthError
 from synth.io import shards as sh
 from synth.stages.generate import PROMPT_COLUMNS
 
@@ -79,7 +80,18 @@ def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: 
 
     builders = PromptBuilder.for_prompt(cfg.prompt)
     count = load_token_counter(model_path) if cfg.seeds.chunk_tokens else None
+    schema = pa.schema([(c, pa.int32() if c == "chunk_index" else pa.string())
+                        for c in PROMPT_COLUMNS])
     cols: dict[str, list] = {c: [] for c in PROMPT_COLUMNS}
+    # Rows go to Arrow every _PROMPT_FLUSH prompts: Python strings cost several times their
+    # Arrow size, and a run over millions of seeds must not hold them all at once.
+    batches = []
+
+    def flush():
+        if cols["prompt_id"]:
+            batches.append(pa.RecordBatch.from_pydict(cols, schema=schema))
+            for v in cols.values():
+                v.clear()
     where = cfg.source or "pipeline"
     prefix = [f"teacher={teacher}"] if teacher else []
     variants = ["/".join(prefix + ([t] if t else [])) for t, _ in builders]
@@ -109,10 +121,15 @@ def build_prompts(cfg: PipelineConfig, *, model_path: str | None = None, limit: 
                 cols["teacher"].append(teacher)
                 cols["variant"].append(variant)
                 n += 1
+        if len(cols["prompt_id"]) >= _PROMPT_FLUSH:
+            flush()
         if limit is not None and n >= limit:
             break
-    schema = pa.schema([(c, pa.int32() if c == "chunk_index" else pa.string()) for c in PROMPT_COLUMNS])
-    return pa.Table.from_pydict(cols, schema=schema)
+    flush()
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+_PROMPT_FLUSH = 8192
 
 
 # --------------------------------------------------------------------------- output folder
@@ -251,14 +268,16 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
         manifest["tokenizer"] = {u.teacher: tokenizer_identity(u.model_path) for u in units}
     else:
         manifest["tokenizer"] = tokenizer_identity(first.model_path)
-    sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
+    with resumable_writes():
+        sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
 
     state = {"seq": 0, "rows": 0, "tokens": 0, "gen_s": 0.0, "engine_s": 0.0,
              "prompts_done": resumed, "prompts_total": total_prompts, "workers": {}}
-    for u in units:
-        if u.todo.num_rows:
-            _generate(u.cfg, u.model_path, u.todo, out_dir, done_ids, attempt, address,
-                      on_progress, state)
+    with resumable_writes():
+        for u in units:
+            if u.todo.num_rows:
+                _generate(u.cfg, u.model_path, u.todo, out_dir, done_ids, attempt, address,
+                          on_progress, state)
     gen_rows, gen_tokens, gen_time = state["rows"], state["tokens"], state["gen_s"]
     engine_start, workers = state["engine_s"], state["workers"]
 
@@ -267,16 +286,16 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
         from synth.stages.dedup_apply import dedup_in_place
 
         t_dedup = time.time()
-        dedup_dropped = dedup_in_place(out_dir, cfg.dedup)
+        with resumable_writes():
+            dedup_dropped = dedup_in_place(out_dir, cfg.dedup)
         manifest["dedup"] = {"dropped": dedup_dropped, "elapsed_s": round(time.time() - t_dedup, 2)}
 
     # Final accounting from what is on disk, so the manifest is true whatever happened before.
     all_shards = sh.list_shards(out_dir)
     stats = _disk_stats(all_shards)
     rejected = _disk_stats(sh.list_rejects(out_dir), reasons_column=sh.REJECT_COLUMN)
-    stats["ids"] = stats["ids"] + rejected["ids"]
-    expected = {i for u in units for ids in u.sample_ids for i in ids}
-    missing = len(expected) - len(set(stats.pop("ids")) & expected)
+    missing = _count_missing([i for u in units for ids in u.sample_ids for i in ids],
+                             stats.pop("ids") + rejected.pop("ids"))
     pass_k = pass_at_k_from_shards(all_shards + sh.list_rejects(out_dir))
     if pass_k:
         manifest["pass_at_k"] = pass_k
@@ -298,13 +317,25 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     if cfg.teachers:
         for name, c in _teacher_counts(all_shards, sh.list_rejects(out_dir)).items():
             manifest["teachers"].setdefault(name, {}).update(c)
-    sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
+    with resumable_writes():
+        sh.write_json_atomic(manifest, out_dir / sh.MANIFEST)
     return RunResult(out_dir=out_dir, rows=stats["rows"], prompts=total_prompts,
                      generated_rows=gen_rows, generated_tokens=gen_tokens,
                      resumed_prompts=resumed, shards=len(all_shards),
                      elapsed_s=elapsed, generation_s=gen_time, engine_start_s=engine_start,
                      workers=workers, rejected_rows=rejected["rows"],
                      reject_reasons=rejected["reasons"], pass_at_k=pass_k)
+
+
+@contextlib.contextmanager
+def resumable_writes():
+    """A write the system refused (`OutputFailed`: disk full, ...) says how to go on: what is
+    on disk is whole (atomic writes), so the same command resumes once the cause is fixed."""
+    try:
+        yield
+    except OutputFailed as e:
+        raise OutputFailed(f"{e}; finished shards are kept: free some space, then rerun the "
+                           "same command to resume") from None
 
 
 def tokenizer_identity(model_path: str | None) -> dict | None:
@@ -404,9 +435,13 @@ def _prompts_missing_samples(prompts, sample_ids: list[list[str]], done_ids: set
 
 
 def _disk_stats(shards: list[Path], reasons_column: str | None = None) -> dict:
+    """Rows, ids, finish reasons, tokens, verdict and reject-reason counts of shards on disk.
+    Counted with Arrow, shard by shard: ids stay Arrow arrays (`ids` is a list of them), so a
+    run of millions of rows does not become millions of Python strings in the driver."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    ids: list[str] = []
+    ids: list = []
     reasons: dict[str, int] = {}
     tokens = 0
     verdicts: dict[str, dict[str, int]] = {}
@@ -419,18 +454,35 @@ def _disk_stats(shards: list[Path], reasons_column: str | None = None) -> dict:
             t = pq.read_table(s, columns=["id", "finish_reason", "completion_tokens", *vcols, *extra])
         except Exception as e:
             raise SynthError(f"{s}: unreadable shard ({e}); remove it and rerun to regenerate its rows") from None
-        ids.extend(t.column("id").to_pylist())
-        for r in t.column("finish_reason").to_pylist():
-            reasons[r] = reasons.get(r, 0) + 1
-        tokens += sum(x or 0 for x in t.column("completion_tokens").to_pylist())
-        for r in (t.column(reasons_column).to_pylist() if extra else []):
-            why[r] = why.get(r, 0) + 1
+        ids.append(t.column("id"))
+        _count_values(reasons, t.column("finish_reason"))
+        tokens += int(pc.sum(t.column("completion_tokens")).as_py() or 0)
+        if extra:
+            _count_values(why, t.column(reasons_column))
         for c in vcols:
-            counts = verdicts.setdefault(c, {})
-            for v in t.column(c).to_pylist():
-                counts[str(v)] = counts.get(str(v), 0) + 1
-    return {"ids": ids, "rows": len(ids), "finish_reasons": reasons, "completion_tokens": tokens,
-            "verdicts": verdicts, "reasons": why}
+            _count_values(verdicts.setdefault(c, {}), t.column(c), key=str)
+    return {"ids": ids, "rows": sum(len(a) for a in ids), "finish_reasons": reasons,
+            "completion_tokens": tokens, "verdicts": verdicts, "reasons": why}
+
+
+def _count_values(counts: dict, column, key=lambda v: v) -> None:
+    """Add each value's count in an Arrow column (nulls as None) to `counts`."""
+    import pyarrow.compute as pc
+
+    for item in pc.value_counts(column).to_pylist():
+        k = key(item["values"])
+        counts[k] = counts.get(k, 0) + item["counts"]
+
+
+def _count_missing(expected: list[str], on_disk: list) -> int:
+    """How many distinct `expected` ids are not among the `on_disk` Arrow id arrays (read one
+    shard's ids at a time: Arrow's string hash tables cost more than this set of the ids the
+    driver holds anyway)."""
+    want = set(expected)
+    for arr in on_disk:
+        for i in arr.to_pylist():
+            want.discard(i)
+    return len(want)
 
 
 def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_progress, state):

@@ -101,28 +101,169 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
     assert all(s.strip() for s in t.column("response").to_pylist())
 
 
-@pytest.mark.timeout(300)
-def test_sigkill_at_random_points_fake_engine(tmp_path):
-    """Several kills at different points (fast engine), then a resume: exact ids every time."""
+# --------------------------------------------------------------------------- random kills
+# Shared with tests/test_reliability.py.
+
+
+def expected_samples(pipe: Path, limit: int | None,
+                     model_path: str | None = None) -> dict[str, list[str]]:
+    """prompt_id -> the ids of its samples: what a finished run holds."""
+    from synth.runner import _sample_ids
+
+    cfg = load_pipeline(pipe)
+    p = build_prompts(cfg, model_path=model_path, limit=limit)
+    return dict(zip(p.column("prompt_id").to_pylist(), _sample_ids(p, cfg.name, cfg.sampling.n)))
+
+
+def check_whole(out: Path) -> tuple[list[str], list[str]]:
+    """What a reader may see in an output folder at any moment: every shard (kept and
+    rejects) reads in full, the manifest (if any) is valid JSON, and nothing else is there
+    but the temp folders. Returns (kept ids, rejected ids)."""
+    import pyarrow.parquet as pq
+
+    from synth.io.shards import list_rejects
+
+    if not out.exists():
+        return [], []
+    allowed = {"manifest.json", ".tmp", "rejects"}
+    stray = [p.name for p in out.iterdir() if p.name not in allowed and not _is_shard(p)]
+    if (out / "rejects").exists():
+        stray += [f"rejects/{p.name}" for p in (out / "rejects").iterdir()
+                  if p.name != ".tmp" and not _is_shard(p)]
+    assert not stray, f"files outside .tmp that are not shards: {stray}"
+    if (out / "manifest.json").exists():
+        json.loads((out / "manifest.json").read_text())
+    kept = [i for f in list_shards(out) for i in pq.read_table(f).column("id").to_pylist()]
+    rejected = [i for f in list_rejects(out) for i in pq.read_table(f).column("id").to_pylist()]
+    return kept, rejected
+
+
+def _is_shard(p: Path) -> bool:
+    return p.is_file() and p.name.startswith("part-") and p.name.endswith(".parquet")
+
+
+def assert_exact(out: Path, expected: dict[str, list[str]]) -> None:
+    """Every expected row is on disk exactly once, kept or rejected, and nothing else is."""
+    kept, rejected = check_whole(out)
+    ids = kept + rejected
+    want = {i for v in expected.values() for i in v}
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} duplicate rows"
+    assert set(ids) == want, f"missing {len(want - set(ids))}, unexpected {len(set(ids) - want)}"
+
+
+def finished_prompts(out: Path, expected: dict[str, list[str]]) -> set[str]:
+    """The prompts all of whose samples are on disk (kept or rejected)."""
+    kept, rejected = check_whole(out)
+    have = set(kept) | set(rejected)
+    return {p for p, ids in expected.items() if all(i in have for i in ids)}
+
+
+def _kill_trial(k: int, pipe: Path, out: Path, limit: int, expected: dict, env: dict,
+                address: str | None, seed: int) -> dict:
+    """Start a run, SIGKILL it (and, without `address`, the local Ray it started) at a random
+    point, check what is on disk, resume, check again. Returns what happened."""
     import random
+    import shutil
+    import tempfile
+
+    rng = random.Random(seed)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ray_tmp = tempfile.mkdtemp(prefix="rk", dir="/tmp")  # a local Ray of its own
+    try:
+        return _kill_and_resume(k, pipe, out, limit, expected, dict(env, RAY_TMPDIR=ray_tmp),
+                                address, rng)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _kill_and_resume(k, pipe, out, limit, expected, env, address, rng) -> dict:
+    argv = [SYNTH, "run", str(pipe), "--out", str(out), "--limit", str(limit)]
+    argv += ["--address", address] if address else []
+    killed_sent = out.parent / f"sent-{k}-killed.txt"
+    kill_env = dict(env, SYNTH_FAKE_COUNT_FILE=str(killed_sent))
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env=kill_env)
+    t0 = time.time()
+    if rng.random() < 0.25:  # a random moment of the start: Ray, prompts, engines, manifest
+        how, deadline = "time", t0 + rng.uniform(0.3, 8.0)
+        while time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+    else:  # up to 1 s after the j-th shard lands: between shards, in the stages, dedup, the end
+        j = rng.randint(1, limit // 2)
+        how, deadline = f"shard {j}", t0 + 180
+        while time.time() < deadline and proc.poll() is None:
+            if out.exists() and len(list_shards(out)) >= j:
+                time.sleep(rng.uniform(0.0, 1.0))
+                break
+            time.sleep(0.02)
+    at = time.time() - t0
+    finished_first = proc.poll() is not None
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    # At the kill: only whole shards and a whole manifest are visible.
+    done_before = finished_prompts(out, expected)
+    sent_file = out.parent / f"sent-{k}.txt"
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                       env=dict(env, SYNTH_FAKE_COUNT_FILE=str(sent_file)))
+    assert r.returncode == 0, f"trial {k}: resume failed\n{r.stdout}{r.stderr[-3000:]}"
+    assert_exact(out, expected)
+    # Finished work is never generated again, and everything else exactly once.
+    sent = sent_file.read_text().split() if sent_file.exists() else []
+    assert not set(sent) & done_before, f"trial {k}: finished prompts generated again"
+    assert sorted(sent) == sorted(set(expected) - done_before), f"trial {k}: sent {len(sent)}"
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "complete" and m["counts"]["missing_rows"] == 0
+    before = killed_sent.read_text().split() if killed_sent.exists() else []
+    return {"trial": k, "kill": how, "at_s": round(at, 1), "finished_first": finished_first,
+            "sent_before_kill": len(before), "done_before": len(done_before),
+            "sent_by_resume": len(sent), "cluster": bool(address)}
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_at_random_points_fake_engine(tmp_path, ray_session):
+    """12 runs killed with SIGKILL at random points (a random moment of the start, or up to
+    1 s after a random shard lands: between shards, in the stages, in dedup, at the end),
+    each resumed: every trial ends with exactly the expected rows, each once, kept or
+    rejected; a prompt whose rows were on disk at the kill is never generated again; every
+    other prompt is generated exactly once by the resume.
+
+    Two trials run `synth run` with its own local Ray, killed with its whole process group;
+    the other ten connect to this session's Ray (`--address`), where only the driver dies
+    (faster: no Ray start per run). Three trials run at a time."""
+    from concurrent.futures import ThreadPoolExecutor
 
     pipe = write_pipeline(
         tmp_path / "f.yaml", name="killfake",
         seeds={"path": str(SAMPLE / "seeds")}, prompt={"template": "chat"},
         model={"name": "fake", "backend": "fake", "batch_size": 2,
-               "engine_kwargs": {"delay": 0.3}},
+               "engine_kwargs": {"delay": 0.25}},
         sampling={"n": 2},
+        stages=[{"quality_filter": {"min_words": 6}}],  # some rows go to rejects/
+        dedup={"method": "exact", "column": "response"},
     )
-    limit = 24
-    expected = _expected(pipe, limit, None)
+    limit = 20
+    expected = _expected_samples_checked(pipe, limit)
     env = _env(tmp_path)
-    rng = random.Random(7)
-    for trial in range(3):
-        out = tmp_path / f"out{trial}"
-        proc = _start(pipe, out, limit, env)
-        _kill_after_shards(proc, out, rng.randint(1, 6), timeout=120)
-        r = subprocess.run([SYNTH, "run", str(pipe), "--out", str(out), "--limit", str(limit)],
-                           capture_output=True, text=True, env=env, timeout=240)
-        assert r.returncode == 0, r.stdout + r.stderr
-        ids = read_shards(out, columns=["id"]).column("id").to_pylist()
-        assert len(ids) == len(set(ids)) and set(ids) == expected
+    address = ray_session.get_runtime_context().gcs_address
+    trials = 12
+    t0 = time.time()
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(_kill_trial, k, pipe, tmp_path / f"t{k}" / "out", limit, expected,
+                               env, None if k < 2 else address, 1000 + k)
+                   for k in range(trials)]
+        results = [f.result() for f in futures]
+    for r in results:
+        print(r)
+    print(f"{trials} kill trials in {time.time() - t0:.0f}s")
+    assert len(results) == trials
+    # The kills landed at different points: before any row and between shards.
+    assert any(0 < r["done_before"] < len(expected) for r in results)
+
+
+def _expected_samples_checked(pipe: Path, limit: int) -> dict[str, list[str]]:
+    expected = expected_samples(pipe, limit)
+    assert len(expected) == limit
+    return expected

@@ -3,6 +3,11 @@
 The response is derived from a hash of the conversation, the sample index and the seed, so
 reruns give identical rows. It counts its calls in a file when `SYNTH_FAKE_COUNT_FILE` is set,
 so tests can check that resumed runs do not generate finished work again.
+
+engine_kwargs (all optional): `delay` (seconds to sleep per batch), `fail` (raise this message
+on every batch), `constant` (reply this text to every prompt; a list of texts is cycled, one
+item per sample in the order this engine generates them, so one run can carry several
+adversarial replies).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ class FakeEngine:
         self.delay = float((engine_kwargs or {}).get("delay", 0.0))
         self.fail = (engine_kwargs or {}).get("fail")  # raise this message on generate
         self.constant = (engine_kwargs or {}).get("constant")  # reply this text to every prompt
+        self.replies = 0  # samples generated so far (cycles a list of constants)
 
     def generate(self, conversations: list[list[dict]], prompt_ids: list[str],
                  sampling: Sampling) -> list[list[dict]]:
@@ -45,9 +51,14 @@ class FakeEngine:
                 words = [_WORDS[b % len(_WORDS)] for b in h[1 : 1 + n_words]]
                 ids = [int(b) for b in h[1 : 1 + n_words]]
                 k = sampling.logprobs
+                if isinstance(self.constant, list):
+                    response = self.constant[self.replies % len(self.constant)]
+                else:
+                    response = self.constant if self.constant is not None else " ".join(words)
+                self.replies += 1
                 samples.append(
                     {
-                        "response": self.constant if self.constant is not None else " ".join(words),
+                        "response": response,
                         "finish_reason": "stop",
                         "prompt_tokens": len(prompt.split()),
                         "completion_tokens": n_words,

@@ -4,7 +4,11 @@ Ray Data's actor pool (see `synth.stages.generate`) feeds batches to these actor
 engines in named actors of their own, rather than inside the Ray Data pool, means one loaded
 engine serves many runs in the same driver process (a test session, a notebook, a chain of
 pipelines in `make full`) instead of paying the engine start (~35 s here) per run. Actors are
-owned by the driver and die with it.
+owned by the driver and die with it; another driver on the same cluster gets its own.
+
+An engine actor that dies (killed, out of memory, its vLLM engine gone) is restarted by Ray
+(`max_restarts=-1`); the call it was running fails with `RayActorError`, and
+`synth.stages.generate.GenerateBatch` sends that batch again once the actor is back.
 """
 
 from __future__ import annotations
@@ -87,6 +91,10 @@ class EngineHost:
     def node(self) -> str:
         return self.worker
 
+    def pid(self) -> int:
+        """The actor's process id (tests kill it to check that a batch survives)."""
+        return os.getpid()
+
 
 # Handles held for the life of the driver: a named actor whose handles all go away is
 # garbage-collected by Ray, so without this the next run would find a dying engine.
@@ -101,8 +109,12 @@ def get_engines(spec: EngineSpec) -> list:
     """
     import ray
 
-    if spec.key() in _ENGINES:
-        return _ENGINES[spec.key()]
+    # The key holds this driver's job id: actors are owned by their driver and die with it,
+    # so two drivers on one cluster (two `synth run`s, a killed run and its resume) must never
+    # find each other's engines; nor may a driver that restarted Ray reuse its old handles.
+    key = f"{spec.key()}-{ray.get_runtime_context().get_job_id()}"
+    if key in _ENGINES:
+        return _ENGINES[key]
     # vLLM and fake: one engine actor per `concurrency`, spread over the nodes. openai: one
     # actor that keeps `concurrency` requests in flight itself.
     count = 1 if spec.backend == "openai" else spec.concurrency
@@ -116,7 +128,7 @@ def get_engines(spec: EngineSpec) -> list:
     for i in range(count):
         handles.append(
             actor_cls.options(
-                name=f"synth-engine-{spec.backend}-{spec.key()}-{i}",
+                name=f"synth-engine-{spec.backend}-{key}-{i}",
                 namespace=NAMESPACE,
                 get_if_exists=True,
                 scheduling_strategy="SPREAD",
@@ -127,7 +139,7 @@ def get_engines(spec: EngineSpec) -> list:
                 **engine_resources(spec),
             ).remote(spec.backend, spec.model, spec.engine_kwargs, kwargs)
         )
-    _ENGINES[spec.key()] = handles
+    _ENGINES[key] = handles
     return handles
 
 

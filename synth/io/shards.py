@@ -2,11 +2,14 @@
 
 A shard is written to `OUT/.tmp/<name>` and renamed into `OUT/` only once complete and
 fsynced, so a reader (or a resumed run) never sees a half-written shard. The manifest is
-rewritten the same way.
+rewritten the same way. A write the system refuses (disk full) removes its temp file and
+raises `OutputFailed` naming the file; temp files live only under `.tmp/` folders.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from synth.errors import SynthError
+from synth.errors import OutputFailed, SynthError
 
 SHARD_GLOB = "part-*.parquet"
 MANIFEST = "manifest.json"
@@ -134,36 +137,74 @@ def write_split(table, out_dir: str | Path, name: str, reject_name: str | None =
 
 
 def write_shard(table, out_dir: str | Path, name: str) -> Path:
-    """Write `table` as `out_dir/name` atomically (temp file, fsync, rename)."""
+    """Write `table` as `out_dir/name` atomically: to `out_dir/.tmp/`, fsync, rename.
+
+    On any failure the temp file is removed and nothing appears under `name`; an OS error
+    (disk full, quota, I/O) becomes `OutputFailed` naming the file."""
     import pyarrow.parquet as pq
 
     out_dir = Path(out_dir)
-    tmp_dir = out_dir / TMP
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / (name + f".{os.getpid()}.tmp")
     final = out_dir / name
-    try:
+
+    def write(tmp: Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(out_dir)
+
+    _atomic(final, write)
     return final
 
 
 def write_json_atomic(obj: dict, path: str | Path) -> None:
+    """Write `obj` as JSON to `path` atomically (temp file under `.tmp/` beside it, fsync,
+    rename): a reader sees the old file or the new one, never a part."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    data = (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode("utf-8")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    _atomic(path, write)
+
+
+def _atomic(final: Path, write) -> None:
+    """`write(tmp)` a temp file in `final.parent/.tmp/`, then rename it to `final`. The temp
+    file never survives a failure (a SIGKILL leaves it in `.tmp/`, which `clean_tmp` empties);
+    an `OSError` becomes `OutputFailed`."""
+    tmp_dir = final.parent / TMP
+    tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) or _is_arrow_io_error(e):
+            raise OutputFailed(f"cannot write {final}: {_os_reason(e)}") from None
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            tmp_dir.rmdir()  # only when empty: no `.tmp/` left in a finished folder
+
+
+def _is_arrow_io_error(e: BaseException) -> bool:
+    """pyarrow reports a failed write as OSError, or (some paths) ArrowException with the
+    errno text in the message."""
+    return type(e).__module__.startswith("pyarrow") and "errno" in str(e).lower()
+
+
+def _os_reason(e: BaseException) -> str:
+    no = getattr(e, "errno", None)
+    text = str(e)
+    if no in (errno.ENOSPC, errno.EDQUOT) or "No space left" in text or "Disk quota" in text:
+        return "no space left on device (the disk is full)"
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror[0].lower() + e.strerror[1:]
+    return text.strip().splitlines()[0][:200] if text.strip() else type(e).__name__
 
 
 def _fsync_dir(d: Path) -> None:

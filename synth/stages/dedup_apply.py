@@ -8,6 +8,8 @@ per input id: `id`, `cluster_id`, `keep`, `reason`, `duplicate_of`. Every output
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from synth.errors import SynthError
 
 
@@ -59,7 +61,13 @@ def decisions_for(files, d) -> "object":
 def dedup_in_place(out_dir, d) -> dict[str, int]:
     """Dedup a run's own shards: each shard is rewritten with `cluster_id` on every row and its
     duplicates moved to `rejects/<shard>-dedup.parquet` (rejects first, then the kept shard
-    replaces the old one atomically; a rerun recomputes the same result)."""
+    replaces the old one atomically; a rerun recomputes the same result).
+
+    A shard deduped before (an earlier run, or a pass cut off by a kill) may already have a
+    rejects file: its rows that are no longer in the shard stay there, next to the rows this
+    pass moves, so a rerun that adds rows never drops the duplicates found before, and a row
+    both in the shard and in its rejects (a pass killed between the two writes) ends up in one
+    place only."""
     import pyarrow.parquet as pq
 
     from synth.io import shards as sh
@@ -71,9 +79,35 @@ def dedup_in_place(out_dir, d) -> dict[str, int]:
     dropped: dict[str, int] = {}
     for f in files:
         table = apply(pq.read_table(f))
-        kept, _, why = sh.write_split(table, out_dir, f.name, reject_name=f.stem + "-dedup.parquet")
-        if kept == 0 and table.num_rows:
+        reject_path = Path(out_dir) / sh.REJECTS / (f.stem + "-dedup.parquet")
+        earlier, stale = _earlier_rejects(reject_path, table)
+        kept, rejected = sh.split_rejects(table)
+        for r in rejected.column(sh.REJECT_COLUMN).to_pylist():
+            dropped[r] = dropped.get(r, 0) + 1
+        if rejected.num_rows or stale:
+            if earlier is not None and earlier.num_rows:
+                import pyarrow as pa
+
+                rejected = pa.concat_tables([earlier, rejected], promote_options="permissive")
+            if rejected.num_rows:
+                sh.write_shard(rejected, reject_path.parent, reject_path.name)
+            else:
+                reject_path.unlink(missing_ok=True)
+        if kept.num_rows:
+            sh.write_shard(kept, out_dir, f.name)
+        elif table.num_rows:
             f.unlink()  # every row of this shard was a duplicate (now in rejects/)
-        for k, v in why.items():
-            dropped[k] = dropped.get(k, 0) + v
     return dropped
+
+
+def _earlier_rejects(path: Path, table):
+    """(rows of an earlier rejects file whose ids are not in `table`, whether it also holds
+    rows that are: left there by a pass cut off before it rewrote the shard)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if not path.exists():
+        return None, False
+    earlier = pq.read_table(path)
+    rest = earlier.filter(pc.invert(pc.is_in(earlier.column("id"), value_set=table.column("id"))))
+    return rest, rest.num_rows < earlier.num_rows
