@@ -46,8 +46,9 @@ def engine_resources(spec: EngineSpec) -> dict:
     if spec.backend == "vllm":
         gpus = 1 if _cluster_has_gpus() else 0
         return {"num_cpus": 1, "num_gpus": gpus}
-    if spec.backend == "hybrid":
-        return {"num_cpus": 1}  # torch decoding on the CPU
+    # hybrid (torch decoding) reserves no CPU either: cached engine actors live for the whole
+    # driver session, and a reserved core per cached engine starves later vLLM engines and
+    # Ray Data tasks on a small machine (a 2-core test session deadlocked this way).
     return {"num_cpus": 0}
 
 
