@@ -84,6 +84,21 @@ def list_shards(path: str | Path) -> list[Path]:
     return sorted(p.glob(SHARD_GLOB))
 
 
+def expand_shards(paths, label: str = "") -> list[Path]:
+    """Every shard named by `paths` (shard files, or folders of part-*.parquet), each path
+    checked to exist and to hold shards; `label` (e.g. "--data ") prefixes the errors."""
+    files: list[Path] = []
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise SynthError(f"{label}{p}: no such file or folder")
+        found = list_shards(p)
+        if not found:
+            raise SynthError(f"{label}{p}: no shards (part-*.parquet) in this folder")
+        files.extend(found)
+    return files
+
+
 def read_shards(path: str | Path, columns: list[str] | None = None):
     """All shards of an output folder (or one shard) as one Table.
 

@@ -597,21 +597,6 @@ def decisions_schema():
     ])
 
 
-def _expand(paths) -> list[Path]:
-    from synth.io.shards import list_shards
-
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise SynthError(f"{p}: no such file or folder")
-        found = list_shards(p)
-        if p.is_dir() and not found:
-            raise SynthError(f"{p}: no shards (part-*.parquet) in this folder")
-        files.extend(found)
-    return files
-
-
 def _read_ids(files: list[Path], column: str, id_column: str, quality_column: str | None):
     """ids (and quality) of every row and the text column's size, read on the driver; checks the
     columns of every file."""
@@ -754,7 +739,9 @@ def dedup_decisions(paths, *, method: str = "minhash", column: str = "text",
         bands, rows = _resolve_bands(threshold, num_perm, bands, rows)
     else:
         bands, rows = 0, 0
-    files = _expand(paths)
+    from synth.io.shards import expand_shards
+
+    files = expand_shards(paths)
     ids, quality, text_bytes = _read_ids(files, column, id_column, quality_column) if files else (
         pa.array([], pa.string()), None, 0)
     n = len(ids)

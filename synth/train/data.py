@@ -28,18 +28,9 @@ TEACHER_COLUMNS = ("messages", "token_ids", "top_logprob_ids", "top_logprobs")
 
 def shard_files(paths) -> list[Path]:
     """Every shard named by `paths` (folders or files), checked to exist."""
-    from synth.io.shards import list_shards
+    from synth.io.shards import expand_shards
 
-    files: list[Path] = []
-    for p in paths:
-        p = Path(p)
-        if not p.exists():
-            raise SynthError(f"--data {p}: no such file or folder")
-        found = list_shards(p)
-        if not found:
-            raise SynthError(f"--data {p}: no shards (part-*.parquet) in this folder")
-        files.extend(found)
-    return files
+    return expand_shards(paths, "--data ")
 
 
 def read_columns(files: list[Path], required: tuple[str, ...], optional: tuple[str, ...] = (), *,
