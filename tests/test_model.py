@@ -126,6 +126,73 @@ def test_decode_head_equals_head():
     assert (draft - exact.reshape(draft.shape)).abs().max() < 0.05 * exact.abs().max()
 
 
+@pytest.mark.parametrize("rows", [1, 2, 3, 5])
+def test_greedy_tokens_equal_fp32_argmax_even_on_near_ties(rows):
+    """greedy_tokens (approximate int8/bf16 head + exact recheck of the survivors) returns the
+    fp32 head's argmax. Near-ties the approximation cannot separate are planted on purpose:
+    rows of the head copied with a 1e-4 relative nudge, so the approximate pass ranks them at
+    random and only the exact pass can tell."""
+    torch.manual_seed(3)
+    model = HybridLM(toy_cfg(vocab_size=8192, d_model=64, n_heads=4, mtp_depths=1)).eval()
+    assert model.cfg.vocab_size >= model.FAST_ARGMAX_MIN_VOCAB
+    w = model.head.weight
+    with torch.no_grad():
+        w.normal_(0, 0.05)
+    hidden = torch.randn(40, rows, 64)
+    mismatches = planted = 0
+    for h in hidden:
+        exact = model.logits(h).argmax(-1)
+        with torch.no_grad():  # plant a rival for each row's winner, above or below it
+            for i, t in enumerate(exact.tolist()):
+                rival = (t * 7 + 11 + i) % 8192
+                w[rival] = w[t] * (1 + 1e-4 * (1 if i % 2 else -1))
+                planted += 1
+        exact = model.logits(h).argmax(-1)
+        got = model.greedy_tokens(h[None])[0]
+        mismatches += int((got != exact).sum())
+    assert planted >= 40 and mismatches == 0
+    # the approximate pass is in use (not a silent fallback to the fp32 head), and its error
+    # bound holds for every token of every row
+    rows = model.norm(hidden.reshape(-1, 64))
+    acc, factor, bound = model._int8_scores(rows)
+    approx = acc.double() * factor.double()[:, None]
+    exact = model.logits(hidden.reshape(-1, 64)).double()
+    slack = bound.double()[:, None] - (exact - approx).abs()
+    assert slack.min() >= 0 and (bound < 0.1 * exact.abs().amax(-1).float()).all()
+    # more near-ties than the top-4 shortcut holds: the full threshold pass decides
+    h = hidden[0]
+    t = int(model.logits(h[:1]).argmax())
+    with torch.no_grad():
+        for j in range(1, 7):
+            w[(t + 101 * j) % 8192] = w[t] * (1 + 1e-5 * (j - 3.5))
+    acc, factor, bound = model._int8_scores(model.norm(h[:1]))
+    window = 2 * bound / factor
+    assert int((acc[0] >= acc[0].max() - window[0]).sum()) > 4
+    assert torch.equal(model.greedy_tokens(h[None])[0], model.logits(h).argmax(-1))
+    # weights changing in place (an optimizer step) are picked up
+    with torch.no_grad():
+        w.mul_(-1)
+    h = hidden[0]
+    assert torch.equal(model.greedy_tokens(h[None])[0], model.logits(h).argmax(-1))
+
+
+def test_draft_tokens_come_from_the_counted_vocabulary():
+    torch.manual_seed(4)
+    model = HybridLM(toy_cfg(vocab_size=512, mtp_depths=1)).eval()
+    hidden = torch.randn(6, 32)
+    # nothing counted: the drafter ranks the whole vocabulary
+    assert torch.equal(model.draft_tokens(hidden), model.logits(hidden).argmax(-1))
+    model.count_tokens(torch.tensor([[5, 9, 9, -100], [300, 5, 5, -100]]))
+    assert model.token_counts[5] == 3 and model.token_counts[9] == 2 and model.token_counts.sum() == 6
+    logits = model.logits(hidden)
+    allowed = torch.tensor([5, 9, 300])
+    expect = allowed[logits[:, allowed].argmax(-1)]
+    assert torch.equal(model.draft_tokens(hidden), expect)
+    # DRAFT_VOCAB caps the sub-vocabulary at the most frequent tokens
+    model.DRAFT_VOCAB = 1
+    assert set(model.draft_tokens(hidden).tolist()) == {5}
+
+
 # ---- 3. causality ---------------------------------------------------------------------------
 
 
@@ -156,6 +223,13 @@ def test_sparse_moe_equals_dense_reference(latent, shared):
     y, aux = moe(x)
     close(y, moe_dense_reference(moe, x))
     assert aux.item() > 0
+    with torch.no_grad():  # decoding a few tokens takes the stacked all-experts path
+        few = x[:1, :5]
+        close(moe(few)[0], moe_dense_reference(moe, few))
+        assert moe._stacked_key is not None
+        for e in moe.experts:  # an in-place weight update reaches the stacked copy
+            e.w_out.weight.mul_(1.5)
+        close(moe(few)[0], moe_dense_reference(moe, few))
 
 
 def test_selection_bias_picks_but_never_gates():

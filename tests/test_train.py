@@ -154,6 +154,32 @@ def test_pretrain_writes_checkpoint_metrics_curve_and_learns(tmp_path):
     # the checkpoint loads and reproduces the trained model's logits
     model, meta = checkpoint.load_model(out)
     assert model.num_params() == r.params
+    # every trained target was counted (the speculative drafter's vocabulary comes from this)
+    assert int(model.token_counts.sum()) == r.tokens == meta["tokens"]
+
+
+def test_checkpoint_without_token_counts_loads(tmp_path):
+    """Checkpoints written before token_counts existed still load (counts stay zero); any other
+    missing or extra tensor is refused."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from synth.model import HybridLM
+
+    data = text_shards(tmp_path)
+    from synth.train.loop import train
+
+    r = train(cfg_for(tmp_path, [data], steps=1), log=lambda m: None)
+    f = checkpoint.checkpoint_dir(r.out) / "model.safetensors"
+    tensors = load_file(str(f))
+    assert tensors.pop("token_counts").sum() > 0
+    save_file(tensors, str(f))
+    model, _ = checkpoint.load_model(r.out)
+    assert isinstance(model, HybridLM) and int(model.token_counts.sum()) == 0
+    tensors["unexpected.weight"] = torch.zeros(2)
+    save_file(tensors, str(f))
+    with pytest.raises(SynthError, match="unexpected"):
+        checkpoint.load_model(r.out)
 
 
 def test_rerun_after_finish_does_nothing_and_more_steps_continue(tmp_path):
@@ -426,8 +452,13 @@ def test_sample_cli_plain_and_speculative_agree(tmp_path, teacher_ckpt):
     assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)
     assert a.stdout == b.stdout  # the same greedy text, token for token
     assert "12 tokens" in a.stderr and "drafts accepted" in b.stderr
+    c = run_cli("train", "sample", str(teacher_ckpt), "--prompt", "The history of", "--max-tokens", "12",
+                "--speculative", "--max-drafts", "1")
+    assert c.exit_code == 0 and c.stdout == a.stdout, c.output
     r = run_cli("train", "sample", str(teacher_ckpt), "--prompt", "x", "--speculative", "--temperature", "0.7")
     assert r.exit_code == 2
+    r = run_cli("train", "sample", str(teacher_ckpt), "--prompt", "x", "--speculative", "--max-drafts", "0")
+    assert r.exit_code == 2 and "max_drafts" in r.output
 
 
 def test_hybrid_backend_in_a_pipeline(tmp_path, teacher_ckpt, ray_session):

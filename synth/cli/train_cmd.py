@@ -159,6 +159,10 @@ def sample(
     chat: Annotated[bool, typer.Option("--chat/--raw", help="Wrap the prompt in the chat template.")] = False,
     speculative: Annotated[bool, typer.Option(
         "--speculative", help="Self-speculative decoding with the MTP head (greedy only).")] = False,
+    max_drafts: Annotated[Optional[int], typer.Option(
+        help="With --speculative: most tokens drafted per round; the round length adapts "
+             "between 1 and this to how often drafts are accepted. Default: one per MTP depth "
+             "(more chain the last depth on its own output).")] = None,
 ) -> None:
     """Generate from a checkpoint with the KV/SSM cache, optionally self-speculative."""
     with user_errors():
@@ -168,7 +172,8 @@ def sample(
         if speculative and temperature > 0:
             raise SynthError("--speculative decodes greedily; drop --temperature")
         text, stats = generate_text(checkpoint, prompt, max_tokens=max_tokens, temperature=temperature,
-                                    top_p=top_p, seed=seed, chat=chat, speculative=speculative)
+                                    top_p=top_p, seed=seed, chat=chat, speculative=speculative,
+                                    max_drafts=max_drafts)
     dt = stats["seconds"]
     typer.echo(text)
     n = stats.get("tokens", 0)

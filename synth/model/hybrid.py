@@ -360,15 +360,20 @@ class Mamba2(nn.Module):
             elif T > 1 and not keep_history:  # prefill: the chunked scan, carrying the state
                 y, state.ssm = ssd_chunked(x, dt, A, B, C, self.chunk_size, state.ssm)
                 state.conv = window[..., T:]
-            else:  # decode step(s): the recurrence, keeping each position's state if asked
-                h, ys, hs = state.ssm, [], []
+            else:  # decode step(s): the recurrence (ssm_step), keeping each position's state
+                # if asked. Everything but the state update itself is computed for all T
+                # tokens at once, so a speculative verify of T tokens costs 2 ops per token
+                # more than one step, not 9.
+                decay = torch.exp(dt * A)[..., None, None]  # (b, T, H, 1, 1)
+                inject = (dt[..., None] * x)[..., None] * B[:, :, None, None, :]  # (b,T,H,P,N)
+                h, hs = state.ssm, []
                 for t in range(T):
-                    y_t, h = ssm_step(h, x[:, t], dt[:, t], A, B[:, t], C[:, t])
-                    ys.append(y_t)
+                    h = h * decay[:, t] + inject[:, t]
                     hs.append(h)
-                y = torch.stack(ys, dim=1)
+                states = torch.stack(hs, dim=1) if T > 1 else h[:, None]
+                y = torch.einsum("bthpn,btn->bthp", states, C)
                 state.ssm, state.conv = h, window[..., T:]
-                state.history = (window, torch.stack(hs, dim=1)) if keep_history else None
+                state.history = (window, states) if keep_history else None
 
         y = y + x * self.D[:, None]
         y = self.norm(y.reshape(b, T, self.d_inner) * F.silu(z))  # gate, then normalize
@@ -480,21 +485,32 @@ class MoE(nn.Module):
         flat = x.reshape(b * T, d)
         scores, idx, gates = self.route(flat)
         h = self.down(flat) if self.down is not None else flat
-        # sparse dispatch: sort the (token, expert) pairs by expert, run each expert once on its
-        # tokens, scatter-add the gated outputs back
-        pair_expert = idx.flatten()
-        order = torch.argsort(pair_expert, stable=True)
-        counts = torch.bincount(pair_expert, minlength=self.n_experts)
-        token = order // self.top_k
-        gate = gates.flatten()[order, None]
-        out = h.new_zeros(h.shape, dtype=gate.dtype)  # fp32 (or better) accumulation
-        start = 0
-        for e, n in enumerate(counts.tolist()):
-            if n:
-                rows = token[start:start + n]
-                y = self.experts[e](h[rows]) * gate[start:start + n]
-                out.index_add_(0, rows, y.to(out.dtype))
-                start += n
+        stacked = None if torch.is_grad_enabled() or b * T > 8 else self._stacked()
+        if stacked is not None:
+            # decoding a few tokens (a step, a speculative verify): every expert on every token
+            # in two batched matmuls, with the gates zero outside the top-k. ~8 ops, where the
+            # dispatch below costs ~9 per expert the tokens touch; the extra FLOPs are tiny.
+            w_in, w_out = stacked
+            g, u = torch.matmul(h, w_in).chunk(2, dim=-1)  # (E, n, d_expert) each
+            dense = gates.new_zeros(b * T, self.n_experts).scatter_(1, idx, gates)
+            out = torch.einsum("ne,enw->nw", dense, torch.matmul(F.silu(g) * u, w_out))
+            counts = None
+        else:
+            # sparse dispatch: sort the (token, expert) pairs by expert, run each expert once
+            # on its tokens, scatter-add the gated outputs back
+            pair_expert = idx.flatten()
+            order = torch.argsort(pair_expert, stable=True)
+            counts = torch.bincount(pair_expert, minlength=self.n_experts)
+            token = order // self.top_k
+            gate = gates.flatten()[order, None]
+            out = h.new_zeros(h.shape, dtype=gate.dtype)  # fp32 (or better) accumulation
+            start = 0
+            for e, n in enumerate(counts.tolist()):
+                if n:
+                    rows = token[start:start + n]
+                    y = self.experts[e](h[rows]) * gate[start:start + n]
+                    out.index_add_(0, rows, y.to(out.dtype))
+                    start += n
         if self.up is not None:
             out = self.up(out)
         if self.shared is not None:
@@ -503,10 +519,27 @@ class MoE(nn.Module):
         aux = None
         if with_aux:
             if self.training:
+                if counts is None:
+                    counts = torch.bincount(idx.flatten(), minlength=self.n_experts)
                 self.load += counts.to(self.load.dtype)
             aux = self.seq_aux_weight * self.sequence_balance_loss(scores.view(b, T, -1),
                                                                    idx.view(b, T, -1))
         return out.view(b, T, d), aux
+
+    def _stacked(self):
+        """The experts' weights as (E, width, 2*d_expert) and (E, d_expert, width) for the
+        few-token path, rebuilt when a weight changes; None when an expert is not a plain
+        linear pair (e.g. NVFP4), which then takes the dispatch path."""
+        linears = [lin for e in self.experts for lin in (e.w_in, e.w_out)]
+        if any(type(lin) is not nn.Linear for lin in linears):
+            return None
+        key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
+        if getattr(self, "_stacked_key", None) != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._stacked_w = (torch.stack([e.w_in.weight.T for e in self.experts]),
+                                   torch.stack([e.w_out.weight.T for e in self.experts]))
+            self._stacked_key = key
+        return self._stacked_w
 
     def sequence_balance_loss(self, scores, idx):
         """DeepSeek-V3 eqs. 17-20, per sequence: sum_i f_i P_i, with f_i the fraction of the
@@ -738,6 +771,9 @@ class HybridLM(nn.Module):
         if cfg.tie_embeddings:
             self.head.weight = self.embed.weight
         self.mtp = nn.ModuleList(MTPModule(cfg) for _ in range(cfg.mtp_depths))
+        # how often each token was a training target (the trainer counts); speculative
+        # decoding drafts over the most frequent ones (see draft_tokens)
+        self.register_buffer("token_counts", torch.zeros(cfg.vocab_size, dtype=torch.int64))
         self.apply(self._init_weights)
         if cfg.nvfp4:
             from synth.model.nvfp4 import convert_to_nvfp4
@@ -817,23 +853,130 @@ class HybridLM(nn.Module):
             out = rows @ w.T
         return out.reshape(*x.shape[:-1], w.size(0))
 
-    def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Approximate logits for drafting only: the head with int8 weights (per-row scales)
-        times bf16 activations, ~0.4 ms instead of ~1 ms on this CPU. A draft only has to be
-        right often enough to be accepted; the verify pass decides with exact logits."""
+    @torch.no_grad()
+    def count_tokens(self, targets: torch.Tensor) -> None:
+        """Add a batch's targets (ignore index -100 skipped) to token_counts."""
+        t = targets[targets >= 0].reshape(-1)
+        self.token_counts += torch.bincount(t, minlength=self.cfg.vocab_size).to(self.token_counts)
+
+    # Greedy decoding needs only the argmax of the logits, not the logits. On this CPU the
+    # fp32 head costs ~0.8 ms per row (linear in rows), while int8 x int8 -> int32
+    # (torch._int_mm; the head and each row of activations quantized to int8) costs ~0.1 ms
+    # for one row and ~0.3-0.4 ms for two to five. So the argmax is found in two passes that give
+    # the fp32 answer: int8 logits, with an error bound that holds for every row, keep the few
+    # tokens that could still be the maximum; their exact fp32 logits pick it.
+    FAST_ARGMAX_MIN_VOCAB = 4096  # below this the plain fp32 head is cheap enough
+
+    def _int8_head(self):
+        """(q (V, d) int8, scale, max_i ||W_i - scale q_i||, max_i ||scale q_i||) for the
+        current head weight, rebuilt when it changes (an optimizer step bumps its version).
+        One scale for the whole head: then the int32 products rank the tokens as the
+        approximate logits do, and the error bound (which takes the worst row anyway) is
+        about what per-row scales give."""
         w = self.head.weight
         key = (w.data_ptr(), w._version, w.device)
         if getattr(self, "_head_int8_key", None) != key:
             with torch.inference_mode(False), torch.no_grad():
-                scale = w.detach().float().abs().amax(dim=1).clamp_min(1e-12) / 127
-                w8 = torch.round(w.detach().float() / scale[:, None]).to(torch.int8)
-                self._head_int8, self._head_int8_key = (w8, scale.bfloat16()), key
+                wf = w.detach().float()
+                scale = wf.abs().max().clamp_min(1e-30).item() / 127
+                q = torch.round(wf / scale).clamp_(-127, 127)
+                used = q * scale
+                self._head_int8 = (q.to(torch.int8), scale, (wf - used).norm(dim=1).max().item(),
+                                   used.norm(dim=1).max().item())
+            self._head_int8_key = key
+        return self._head_int8
+
+    def _int8_scores(self, rows: torch.Tensor):
+        """For normalized rows (n, d): int32 scores (n, V), the factor per row (n,) that turns
+        them into approximate logits, and a bound per row on |exact - approximate| for every
+        token. The products are summed exactly in int32; x = s_x x' + e_x and W_i = s q_i + e_i
+        give  exact_i - approx_i = x . e_i + e_x . (s q_i),  so by Cauchy-Schwarz
+        |error| <= ||x|| max||e_i|| + ||e_x|| max||s q_i||."""
+        q, scale, err, wq = self._int8_head()
+        rows = rows.float()
+        s_x = rows.abs().amax(dim=-1, keepdim=True).clamp_min(1e-30) / 127
+        xq = torch.round(rows / s_x)
+        acc = torch._int_mm(xq.to(torch.int8), q.T)  # exact: |acc| <= d * 127^2 < 2^31
+        bound = rows.norm(dim=-1) * err + (rows - xq * s_x).norm(dim=-1) * wq
+        # 1 % and 1e-5 on top: the fp32 arithmetic of the bound and of the exact pass rounds
+        return acc, s_x[:, 0] * scale, bound * 1.01 + 1e-5
+
+    def _fast_argmax_ok(self, rows: torch.Tensor) -> bool:
+        return (type(self.head) is nn.Linear and self.head.bias is None
+                and rows.dtype == torch.float32 and self.head.weight.dtype == torch.float32
+                and rows.device.type == "cpu"
+                and self.cfg.vocab_size >= self.FAST_ARGMAX_MIN_VOCAB
+                and hasattr(torch, "_int_mm"))
+
+    def greedy_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """argmax over the vocabulary of logits(hidden), shape hidden.shape[:-1]: the token
+        the fp32 head ranks first (up to logits tied within fp32 rounding)."""
         x = self.norm(hidden)
+        rows = x.reshape(-1, x.size(-1))
+        if not self._fast_argmax_ok(rows):
+            return self.decode_logits(hidden).argmax(-1)
         try:
-            w8, scale = self._head_int8
-            return torch._weight_int8pack_mm(x.reshape(-1, x.size(-1)).bfloat16(), w8, scale)
-        except (RuntimeError, AttributeError, NotImplementedError):  # no int8 kernel here
-            return self.decode_logits(hidden)
+            acc, factor, bound = self._int8_scores(rows)
+        except (RuntimeError, NotImplementedError):  # no int8 matmul in this build
+            return self.decode_logits(hidden).argmax(-1)
+        # the true maximum is >= top - bound and a token's true logit <= its approx + bound:
+        # only tokens whose score is within 2 bounds of the top can be the argmax. Usually
+        # that is one or two, so the top 4 scores hold them all; else take every one.
+        window = 2 * bound / factor
+        top, idx = acc.topk(4, dim=-1)
+        if bool((top[:, -1] < top[:, 0] - window).all()):
+            exact = torch.einsum("nkd,nd->nk", self.head.weight[idx], rows)
+            best = idx.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
+            return best.reshape(x.shape[:-1])
+        logits = acc.float()
+        r, c = (logits >= (top[:, 0] - window)[:, None]).nonzero(as_tuple=True)
+        logits.fill_(float("-inf"))[r, c] = (self.head.weight[c] * rows[r]).sum(-1)
+        return logits.argmax(-1).reshape(x.shape[:-1])
+
+    DRAFT_VOCAB = 8192  # drafts come from the most frequent training targets (FR-Spec)
+
+    def _draft_vocab(self):
+        """(ids, (d, n) head rows) of the DRAFT_VOCAB most frequent training targets, or None
+        when nothing was counted. FR-Spec (Zhao et al. 2025) observed that a large vocabulary
+        makes the drafter's output layer the cost of drafting, and that restricting it to the
+        frequent tokens keeps nearly all accepted drafts; here 8k of 49k rows, ~0.1 ms."""
+        w, counts = self.head.weight, self.token_counts
+        key = (w.data_ptr(), w._version, counts._version, w.dtype, self.DRAFT_VOCAB)
+        if getattr(self, "_draft_vocab_key", None) != key:
+            with torch.inference_mode(False), torch.no_grad():
+                n = min(self.DRAFT_VOCAB, int((counts > 0).sum()))
+                if n == 0:
+                    self._draft_vocab_cache = None
+                else:
+                    ids = torch.topk(counts, n).indices.sort().values
+                    self._draft_vocab_cache = (ids, w.detach()[ids].T.contiguous())
+            self._draft_vocab_key = key
+        return self._draft_vocab_cache
+
+    def draft_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The drafter's guesses for hidden (..., d): argmax over the frequent-token sub-vocabulary
+        when the model has token counts, else over the int8 head. Only has to be right often;
+        the verify pass decides with exact logits."""
+        vocab = self._draft_vocab()
+        if vocab is None:
+            return self.draft_logits(hidden).argmax(-1).reshape(hidden.shape[:-1])
+        ids, w_t = vocab
+        x = self.norm(hidden)
+        return ids[(x.to(w_t.dtype) @ w_t).argmax(-1)]
+
+    def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Approximate logits for drafting only, from the int8 head (~0.1 ms a row instead of
+        ~0.8). A draft only has to be right often enough to be accepted; the verify pass
+        decides with exact logits."""
+        x = self.norm(hidden)
+        rows = x.reshape(-1, x.size(-1))
+        if self._fast_argmax_ok(rows):
+            try:
+                acc, factor, _ = self._int8_scores(rows)
+                return (acc.float() * factor[:, None]).reshape(*x.shape[:-1], -1)
+            except (RuntimeError, NotImplementedError):
+                pass
+        return self.decode_logits(hidden)
 
     def forward(self, input_ids, targets=None, loss_mask=None) -> HybridOutput:
         x = self.embed(input_ids)
@@ -903,12 +1046,13 @@ class HybridLM(nn.Module):
     @torch.inference_mode()
     def generate(self, prompt_ids: list[int], max_new_tokens: int, eos_id: int | None = None,
                  temperature: float = 0.0, top_p: float = 1.0, generator=None,
-                 speculative: bool = False) -> tuple[list[int], dict]:
+                 speculative: bool = False, max_drafts: int | None = None) -> tuple[list[int], dict]:
         """Continue one prompt. Returns (new token ids, stats: forward_calls (main model),
         mtp_calls, drafted, accepted). temperature 0 is greedy. speculative=True (greedy only)
-        drafts with the MTP modules and verifies the drafts with one main-model call per round;
-        its output equals plain greedy decoding (barring two logits tied within rounding error:
-        the verify pass batches rows, which can change the last bits).
+        drafts up to `max_drafts` tokens per round (default: one per MTP depth) with the MTP
+        modules and verifies them with one main-model call; its output equals plain greedy
+        decoding (barring two logits tied within rounding error: the verify pass batches rows,
+        which can change the last bits).
         Runs on one CPU thread (restored after): a decode step is ~200 small ops, where a second
         thread only adds synchronization (measured: ~1.5x slower on an idle 2-core machine,
         10x slower on a busy one)."""
@@ -916,12 +1060,16 @@ class HybridLM(nn.Module):
             raise SynthError("generate needs a non-empty prompt")
         if speculative and (temperature > 0 or not self.mtp):
             raise SynthError("speculative decoding needs temperature 0 and mtp_depths >= 1")
+        if max_drafts is None:
+            max_drafts = len(self.mtp)
+        if speculative and max_drafts < 1:
+            raise SynthError(f"max_drafts must be >= 1 (got {max_drafts})")
         was_training, threads = self.training, torch.get_num_threads()
         self.eval()
         torch.set_num_threads(1)
         try:
             if speculative:
-                return self._generate_speculative(prompt_ids, max_new_tokens, eos_id)
+                return self._generate_speculative(prompt_ids, max_new_tokens, eos_id, max_drafts)
             return self._generate_plain(prompt_ids, max_new_tokens, eos_id, temperature, top_p,
                                         generator)
         finally:
@@ -937,31 +1085,40 @@ class HybridLM(nn.Module):
         if max_new_tokens <= 0:
             return new, stats
         cache = self.new_cache(1)
-        logits = self.decode_logits(self._hidden_cached(self._tensor(prompt_ids), cache)[:, -1])[0]
+        hidden = self._hidden_cached(self._tensor(prompt_ids), cache)[:, -1]
         stats["forward_calls"] += 1
         while True:
-            token = sample(logits, temperature, top_p, generator)
+            if temperature <= 0:  # greedy: the argmax without the full fp32 logits
+                token = int(self.greedy_tokens(hidden))
+            else:
+                token = sample(self.decode_logits(hidden)[0], temperature, top_p, generator)
             new.append(token)
             if token == eos_id or len(new) >= max_new_tokens:
                 return new, stats
-            logits = self.forward_cached(self._tensor([token]), cache)[0, -1]
+            hidden = self._hidden_cached(self._tensor([token]), cache)[:, -1]
             stats["forward_calls"] += 1
 
-    def _generate_speculative(self, prompt_ids, max_new_tokens, eos_id):
+    def _generate_speculative(self, prompt_ids, max_new_tokens, eos_id, max_drafts):
         """Self-speculative greedy decoding with the MTP modules as drafter.
 
         Invariant at the top of a round: the main model has processed tokens 0..m-1 and token
-        m is its (accepted) greedy prediction. One round:
+        m is its (accepted) greedy prediction. One round with n drafts:
           1. draft: MTP depth k at position m-1 reads h^{k-1}_{m-1} and token m-1+k (token m is
-             real; later ones are earlier drafts) and drafts token m+k, for k = 1..D;
+             real; later ones are earlier drafts) and drafts token m+k, for k = 1..min(n, D).
+             Drafts beyond the D depths chain the last module on itself (as vLLM does for
+             DeepSeek's single MTP layer): at the next position it reads its own previous
+             output in place of the main model's hidden, and the previous draft;
           2. verify: ONE main forward over [token m, drafts] gives the main model's greedy token
              at each of those positions; accept the longest prefix of drafts that matches,
              plus the main model's own next token;
           3. roll the main cache back to the last accepted position (Mamba states from the
              per-position history, KV caches truncated).
         The MTP caches only ever keep positions whose inputs are real tokens: depth k at
-        position s reads token s+k, real while s+k <= m. Positions past that are recomputed
-        in the next round, so the drafter stays exactly the training-time MTP computation."""
+        position s reads token s+k, real while s+k <= m. Positions past that (and the chained
+        ones) are dropped after the round and recomputed in the next, so the drafter stays
+        exactly the training-time MTP computation.
+        n adapts like transformers' "heuristic" assistant schedule: +2 after a round whose
+        drafts were all accepted, -1 after a rejection, within 1..max_drafts."""
         D = len(self.mtp)
         stats = {"forward_calls": 0, "mtp_calls": 0, "drafted": 0, "accepted": 0}
         new: list[int] = []
@@ -970,17 +1127,19 @@ class HybridLM(nn.Module):
         cache = self.new_cache(1)
         hidden = self._hidden_cached(self._tensor(prompt_ids), cache)
         stats["forward_calls"] += 1
-        tokens = list(prompt_ids) + [int(self.decode_logits(hidden[:, -1]).argmax(-1))]
+        tokens = list(prompt_ids) + [int(self.greedy_tokens(hidden[:, -1]))]
         new.append(tokens[-1])
         # real[j] = (p, rows): h^j (h^0 = the main model's hidden) at positions p, p+1, ...,
         # computed from real tokens only, that depth j+1 has not consumed (cached) yet
         real = [(0, hidden)] + [(0, hidden[:, :0]) for _ in range(D - 1)]
+        n_drafts = min(D, max_drafts)
 
         while new[-1] != eos_id and len(new) < max_new_tokens:
             m = len(tokens) - 1
             drafts: list[int] = []
             fresh = None  # (first position, rows) of the previous depth's outputs this round
-            for k, module in enumerate(self.mtp, start=1):
+            depths = min(D, n_drafts)
+            for k, module in enumerate(self.mtp[:depths], start=1):
                 kv = cache.mtp[k - 1]
                 start = kv.length  # depth k has positions 0..start-1 cached
                 first, rows = real[k - 1]
@@ -993,24 +1152,34 @@ class HybridLM(nn.Module):
                          for i in range(start + k, m + k)]
                 h_out = module(h_in, self.embed(self._tensor(ahead)), kv)
                 stats["mtp_calls"] += 1
-                drafts.append(int(self.draft_logits(h_out[:, -1]).argmax(-1)))
+                drafts.append(int(self.draft_tokens(h_out[:, -1])))
                 real_end = max(start, m - k + 1)  # positions s <= m-k read real tokens
-                kv.truncate(real_end)
                 real[k - 1] = (real_end, rows[:, real_end - first:])  # consumed up to real_end
                 if k < D:
                     f, r = real[k]
                     real[k] = (f, torch.cat([r, h_out[:, :real_end - start]], dim=1))
                 fresh = (start, h_out)
+                if k < depths:
+                    kv.truncate(real_end)
+            # chain the last module used past the depths; its cache keeps the drafted
+            # positions until the round ends
+            h_last = h_out[:, -1:]
+            while len(drafts) < n_drafts:
+                h_last = module(h_last, self.embed(self._tensor(drafts[-1:])), kv)
+                stats["mtp_calls"] += 1
+                drafts.append(int(self.draft_tokens(h_last[:, -1])))
+            kv.truncate(real_end)
 
             hidden = self._hidden_cached(self._tensor([tokens[m]] + drafts), cache,
                                          keep_history=True)
             stats["forward_calls"] += 1
-            greedy = self.decode_logits(hidden).argmax(-1)[0].tolist()
+            greedy = self.greedy_tokens(hidden)[0].tolist()
             n_ok = 0
-            while n_ok < D and drafts[n_ok] == greedy[n_ok]:
+            while n_ok < len(drafts) and drafts[n_ok] == greedy[n_ok]:
                 n_ok += 1
-            stats["drafted"] += D
+            stats["drafted"] += len(drafts)
             stats["accepted"] += n_ok
+            n_drafts = min(max_drafts, n_drafts + 2) if n_ok == len(drafts) else max(1, n_drafts - 1)
             cache.rollback(n_ok + 1)
             f, r = real[0]
             real[0] = (f, torch.cat([r, hidden[:, :n_ok + 1]], dim=1))

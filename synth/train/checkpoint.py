@@ -89,8 +89,6 @@ def load_model(path: str | Path, *, nvfp4: bool | None = None):
     quantization-aware student's full-precision teacher is the same weights without NVFP4)."""
     import dataclasses
 
-    from safetensors.torch import load_model as st_load
-
     from synth.model import HybridConfig, HybridLM
 
     d = checkpoint_dir(path)
@@ -100,11 +98,29 @@ def load_model(path: str | Path, *, nvfp4: bool | None = None):
         cfg = dataclasses.replace(cfg, nvfp4=nvfp4)
     model = HybridLM(cfg)
     try:
-        st_load(model, str(d / "model.safetensors"))
+        load_weights(model, d / "model.safetensors")
+    except SynthError:
+        raise
     except Exception as e:  # noqa: BLE001 - safetensors raises several types
         raise SynthError(f"{d / 'model.safetensors'}: cannot load ({type(e).__name__}: {e})") from None
     model.eval()
     return model, meta
+
+
+# model state a checkpoint may lack because older synth versions did not save it
+OPTIONAL_STATE = {"token_counts"}
+
+
+def load_weights(model, file: str | Path) -> None:
+    """Load model.safetensors into `model`: every tensor must match, except that a checkpoint
+    written before OPTIONAL_STATE existed loads with those left at their initial values."""
+    from safetensors.torch import load_model as st_load
+
+    missing, unexpected = st_load(model, str(file), strict=False)
+    bad = sorted(set(missing) - OPTIONAL_STATE) + sorted(unexpected)
+    if bad:
+        raise SynthError(f"{file}: does not match the model (missing {sorted(set(missing) - OPTIONAL_STATE)}, "
+                         f"unexpected {sorted(unexpected)})")
 
 
 def trainer_state(path: Path) -> dict | None:

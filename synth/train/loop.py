@@ -192,18 +192,14 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
     torch.manual_seed(cfg.seed)
     model = HybridLM(mc)
     if cfg.init:
-        from safetensors.torch import load_model as st_load
-
-        st_load(model, str(checkpoint.checkpoint_dir(cfg.init) / "model.safetensors"))
+        checkpoint.load_weights(model, checkpoint.checkpoint_dir(cfg.init) / "model.safetensors")
     model.train()
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
 
     start, tokens = 0, 0
     metrics_path = out / METRICS
     if resume_from is not None:
-        from safetensors.torch import load_model as st_load
-
-        st_load(model, str(resume_from / "model.safetensors"))
+        checkpoint.load_weights(model, resume_from / "model.safetensors")
         state = checkpoint.trainer_state(resume_from)
         if state is None:
             raise SynthError(f"{resume_from}: no trainer.pt to resume from; use --fresh")
@@ -234,6 +230,7 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
             for g in opt.param_groups:
                 g["lr"] = lr
             b = data.batch(step, cfg.seed, cfg.batch_size, cfg.seq_len)
+            model.count_tokens(b["targets"])
             with autocast(cfg):
                 res = model(b["input_ids"], targets=b["targets"])
             aux = res.aux_loss if res.aux_loss is not None else 0.0

@@ -20,7 +20,8 @@ def load(checkpoint: str | Path):
 
 
 def generate_text(checkpoint, prompt: str, *, max_tokens: int = 64, temperature: float = 0.0,
-                  top_p: float = 1.0, seed: int = 0, chat: bool = False, speculative: bool = False):
+                  top_p: float = 1.0, seed: int = 0, chat: bool = False, speculative: bool = False,
+                  max_drafts: int | None = None):
     import torch
 
     model, tok = load(checkpoint)
@@ -35,7 +36,8 @@ def generate_text(checkpoint, prompt: str, *, max_tokens: int = 64, temperature:
     # a chat turn ends with <|im_end|>; raw text (pretraining) with the document separator
     eos = tok.eos_id if chat else tok.doc_sep_id
     new, stats = model.generate(ids, max_tokens, eos_id=eos, temperature=temperature,
-                                top_p=top_p, generator=g, speculative=speculative)
+                                top_p=top_p, generator=g, speculative=speculative,
+                                max_drafts=max_drafts)
     stats = dict(stats)
     stats["tokens"] = len(new)
     stats["seconds"] = time.perf_counter() - t0
