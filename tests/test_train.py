@@ -165,10 +165,10 @@ def test_checkpoint_without_token_counts_loads(tmp_path):
     from safetensors.torch import load_file, save_file
 
     from synth.model import HybridLM
-
-    data = text_shards(tmp_path)
+    from synth.train import checkpoint
     from synth.train.loop import train
 
+    data = text_shards(tmp_path)
     r = train(cfg_for(tmp_path, [data], steps=1), log=lambda m: None)
     f = checkpoint.checkpoint_dir(r.out) / "model.safetensors"
     tensors = load_file(str(f))
