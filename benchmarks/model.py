@@ -9,9 +9,10 @@
    decoding with the cache (both with the same exact greedy head), outputs checked identical
    token for token. How much speculation gains depends on how often the drafts are accepted,
    i.e. on how well the model predicts the text it continues (DeepSeek-V3 reports 85-90 %
-   acceptance for its MTP draft on real traffic). So it runs twice: the headline on a `tiny`
-   model fitted to 8 seed documents (--fit-steps) continuing their openings, where the model
-   is confident; and, for the record, on the under-trained throughput model of (2).
+   acceptance for its MTP draft on real traffic). So it runs twice: the headline on `tiny`
+   with three MTP depths (one draft per depth), fitted to 4 seed documents (--fit-steps) and
+   continuing their openings, where the model is confident; and, for the record, on the
+   under-trained single-depth throughput model of (2).
 4. NVFP4: the same micro model, data and seed trained with NVFP4 fake-quantized linear
    layers and in full precision; the relative gap of the final eval losses.
 5. Distillation: a student trained on the same tokens (same batches, seed and steps) with
@@ -85,11 +86,12 @@ def seed_shards(tmp: Path) -> Path:
     return d
 
 
-def micro_json(tmp: Path) -> str:
+def config_json(tmp: Path, name: str, **changes) -> str:
+    """A JSON model config: `tiny` with some fields changed."""
     from synth.model import config_by_name
 
-    cfg = dataclasses.replace(config_by_name("tiny"), d_model=64)
-    p = tmp / "micro.json"
+    cfg = dataclasses.replace(config_by_name("tiny"), **changes)
+    p = tmp / f"{name}.json"
     p.write_text(json.dumps(cfg.to_dict()))
     return str(p)
 
@@ -104,7 +106,7 @@ def run_train(tmp: Path, name: str, data: Path, **kw):
     return train(TrainConfig(**base), log=lambda m: None)
 
 
-def fit_shards(tmp: Path, data: Path, n_docs: int = 8) -> tuple[Path, list[str]]:
+def fit_shards(tmp: Path, data: Path, n_docs: int = 4) -> tuple[Path, list[str]]:
     """A shard of n_docs middle-length seed documents, and their openings as prompts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -118,7 +120,7 @@ def fit_shards(tmp: Path, data: Path, n_docs: int = 8) -> tuple[Path, list[str]]
     return d, [doc[:40] for doc in docs]
 
 
-def bench_decode(ckpt: Path, prompts: list[str], max_new: int, label: str, reps: int = 2):
+def bench_decode(ckpt: Path, prompts: list[str], max_new: int, label: str, reps: int = 3):
     from synth.train.sample import load
 
     model, tok = load(ckpt)
@@ -151,8 +153,8 @@ def bench_decode(ckpt: Path, prompts: list[str], max_new: int, label: str, reps:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--train-steps", type=int, default=150)
-    ap.add_argument("--fit-steps", type=int, default=100,
-                    help="steps fitting the decoding model to its 8 documents")
+    ap.add_argument("--fit-steps", type=int, default=150,
+                    help="steps fitting the decoding model to its 4 documents")
     ap.add_argument("--quick", action="store_true", help="fewer steps everywhere (a smoke run)")
     args = ap.parse_args()
     steps = 20 if args.quick else args.train_steps
@@ -169,7 +171,7 @@ def main() -> None:
         print(f"train tiny: {r.params / 1e6:.2f}M params, {r.tokens} tokens in {r.elapsed_s:.1f}s = "
               f"{r.tokens_per_s:.0f} tok/s (seq 256 x 8), final loss {r.loss:.3f}, eval {r.eval_loss:.3f}")
 
-        micro = micro_json(tmp)
+        micro = config_json(tmp, "micro", d_model=64)
         nsteps = 30 if args.quick else 120
         fp = run_train(tmp, "fp", data, model=micro, steps=nsteps, batch_size=4, seq_len=128)
         q = run_train(tmp, "nvfp4", data, model=micro, steps=nsteps, batch_size=4, seq_len=128, nvfp4=True)
@@ -189,9 +191,11 @@ def main() -> None:
         generic = ["The history of", "Rivers are", "In economics,", "The printing press"]
         bench_decode(tmp / "tiny", generic, max_new, f"under-trained tiny of (2), eval loss {r.eval_loss:.2f}")
         fit_data, openings = fit_shards(tmp, data)
-        fit = run_train(tmp, "tiny_fit", fit_data, steps=20 if args.quick else args.fit_steps)
-        speed = bench_decode(tmp / "tiny_fit", openings[:4], max_new,
-                             f"tiny fitted to 8 documents (train loss {fit.loss:.2f}), their openings")
+        fit = run_train(tmp, "tiny_fit", fit_data, model=config_json(tmp, "tiny_mtp3", mtp_depths=3),
+                        steps=20 if args.quick else args.fit_steps, batch_size=4)
+        speed = bench_decode(tmp / "tiny_fit", openings, max_new,
+                             f"tiny with 3 MTP depths fitted to 4 documents (train loss {fit.loss:.2f}), "
+                             "their openings")
     print(f"spec_decode_speedup: {speed:.2f}")
 
 

@@ -265,29 +265,34 @@ def ssd_chunked(x, dt, A, B, C, chunk_size, initial_state=None):
     n_chunks, Q = (L + pad) // chunk_size, chunk_size
     xs = (x * dt[..., None]).view(b, n_chunks, Q, H, P)  # dt_s x_s: the input written at step s
     Bc, Cc = B.view(b, n_chunks, Q, N), C.view(b, n_chunks, Q, N)
-    a = (dt * A).view(b, n_chunks, Q, H).permute(0, 3, 1, 2)  # (b,H,c,Q) log-decay per step
+    a = (dt * A).view(b, n_chunks, Q, H).transpose(2, 3)  # (b,c,H,Q) log-decay per step
     a_cum = a.cumsum(dim=-1)
 
-    # 1. inside each chunk: y_t = sum_{s<=t} (C_t . B_s) decay(s -> t) xs_s
+    # 1. inside each chunk: y_t = sum_{s<=t} (C_t . B_s) decay(s -> t) xs_s. The decay is the
+    # difference of the chunk-local cumulative sums (as Mamba-2's own chunk-scan kernel does;
+    # within one chunk they stay small, so nothing cancels badly), -inf above the diagonal.
+    # Laid out (b, c, H, ...) so the batched matmuls need no transposed copies.
     scores = torch.einsum("bcln,bcsn->bcls", Cc, Bc)  # shared by all heads (one B/C group)
-    weights = scores[:, None] * torch.exp(segsum(a))  # (b,H,c,Q,Q)
-    y = torch.einsum("bhcls,bcshp->bclhp", weights, xs)
+    causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
+    seg = (a_cum[..., :, None] - a_cum[..., None, :]).masked_fill_(~causal, -math.inf)
+    weights = torch.exp(seg) * scores[:, :, None]  # (b,c,H,Q,Q)
+    y = torch.einsum("bchls,bcshp->bclhp", weights, xs)
 
     # 2. the state each chunk leaves at its end, starting from zero
-    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b,H,c,Q)
-    chunk_states = torch.einsum("bcsn,bhcs,bcshp->bchpn", Bc, decay_to_end, xs)
+    decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b,c,H,Q)
+    chunk_states = torch.einsum("bcsn,bchs,bcshp->bchpn", Bc, decay_to_end, xs)
 
     # 3. the recurrence across chunks on those states only: the state entering chunk z is the
     # carried-in state and every earlier chunk's state, each decayed to the start of z
     if initial_state is None:
         initial_state = x.new_zeros(b, H, P, N)
     states = torch.cat([initial_state[:, None], chunk_states], dim=1)  # (b,c+1,H,P,N)
-    chunk_decay = torch.exp(segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b,H,c+1,c+1)
+    chunk_decay = torch.exp(segsum(F.pad(a_cum[..., -1].transpose(1, 2), (1, 0))))  # (b,H,c+1,c+1)
     states = torch.einsum("bhzc,bchpn->bzhpn", chunk_decay, states)
     entering, final_state = states[:, :-1], states[:, -1]
 
     # 4. what the entering state contributes at each position: C_t decay(start -> t) state
-    y = y + torch.einsum("bcln,bchpn,bhcl->bclhp", Cc, entering, torch.exp(a_cum))
+    y = y + torch.einsum("bcln,bchpn,bchl->bclhp", Cc, entering, torch.exp(a_cum))
     return y.reshape(b, n_chunks * Q, H, P)[:, :L], final_state
 
 
@@ -530,10 +535,13 @@ class MoE(nn.Module):
         """The experts' weights as (E, width, 2*d_expert) and (E, d_expert, width) for the
         few-token path, rebuilt when a weight changes; None when an expert is not a plain
         linear pair (e.g. NVFP4), which then takes the dispatch path."""
-        linears = [lin for e in self.experts for lin in (e.w_in, e.w_out)]
-        if any(type(lin) is not nn.Linear for lin in linears):
-            return None
-        key = tuple((lin.weight.data_ptr(), lin.weight._version) for lin in linears)
+        weights = self.__dict__.get("_expert_weights")
+        if weights is None:  # looked up once: nn.Module attribute access is slow per step
+            linears = [lin for e in self.experts for lin in (e.w_in, e.w_out)]
+            if any(type(lin) is not nn.Linear for lin in linears):
+                return None
+            weights = self._expert_weights = [lin.weight for lin in linears]
+        key = tuple((w.data_ptr(), w._version) for w in weights)
         if getattr(self, "_stacked_key", None) != key:
             with torch.inference_mode(False), torch.no_grad():
                 self._stacked_w = (torch.stack([e.w_in.weight.T for e in self.experts]),
