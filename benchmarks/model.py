@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def bench_ssd(reps: int = 3):
+def bench_ssd(reps: int = 10):
     import torch
 
     from synth.model.hybrid import ssd_chunked, ssd_sequential

@@ -357,32 +357,53 @@ def test_overfits_one_batch(overfit):
 # ---- 6. speculative decoding ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pattern,depths", [("M*EM-E", 1), ("M*EM-E", 2), ("ME-M", 2)])
-def test_speculative_equals_greedy_random_init(pattern, depths):
+@pytest.mark.parametrize("pattern,depths,max_drafts", [
+    ("M*EM-E", 1, None), ("M*EM-E", 2, None), ("ME-M", 2, None),
+    ("M*EM-E", 1, 3), ("M*EM-E", 2, 4),  # drafts past the depths chain the last module
+])
+def test_speculative_equals_greedy_random_init(pattern, depths, max_drafts):
     model = fp64_model(seed=10, pattern=pattern, mtp_depths=depths)
     drafted = accepted = 0
     for n, prompt_len in enumerate([1, 5, 13]):
         prompt = torch.randint(0, 64, (prompt_len,), generator=torch.Generator().manual_seed(n))
         prompt = prompt.tolist()
         plain, _ = model.generate(prompt, 24)
-        spec, stats = model.generate(prompt, 24, speculative=True)
+        spec, stats = model.generate(prompt, 24, speculative=True, max_drafts=max_drafts)
         assert spec == plain
         drafted, accepted = drafted + stats["drafted"], accepted + stats["accepted"]
     assert drafted > 0 and accepted < drafted  # rejections happened (and were rolled back)
 
 
-def test_speculative_equals_greedy_trained(overfit):
+@pytest.mark.parametrize("max_drafts", [None, 1, 5])
+def test_speculative_equals_greedy_trained(overfit, max_drafts):
     model, seqs, _ = overfit
     model = copy.deepcopy(model).double()
     drafted = accepted = 0
     for row, prompt_len in [(0, 6), (1, 3), (1, 20)]:
         prompt = seqs[row, :prompt_len].tolist()
         plain, plain_stats = model.generate(prompt, 40)
-        spec, stats = model.generate(prompt, 40, speculative=True)
+        spec, stats = model.generate(prompt, 40, speculative=True, max_drafts=max_drafts)
         assert spec == plain
         assert stats["forward_calls"] < plain_stats["forward_calls"]
         drafted, accepted = drafted + stats["drafted"], accepted + stats["accepted"]
     assert accepted > 0.6 * drafted  # the trained MTP heads draft the memorized text
+    if max_drafts is None:  # one draft per depth: ~3 tokens per main forward on memorized text
+        assert stats["forward_calls"] * 2 < plain_stats["forward_calls"]
+
+
+def test_speculative_float32_with_fast_heads(overfit):
+    """The production path: float32, the int8 greedy head and the counted draft vocabulary
+    (the fp64 tests above take the exact fallbacks)."""
+    model, seqs, _ = overfit
+    model = copy.deepcopy(model)
+    model.FAST_ARGMAX_MIN_VOCAB = 1  # the toy vocabulary is small; force the int8 path
+    model.count_tokens(seqs)
+    for row, prompt_len in [(0, 6), (1, 20)]:
+        prompt = seqs[row, :prompt_len].tolist()
+        plain, _ = model.generate(prompt, 40)
+        spec, stats = model.generate(prompt, 40, speculative=True)
+        assert spec == plain and stats["accepted"] > 0
+    assert model._head_int8_key is not None and model._draft_vocab_cache is not None
 
 
 def test_generate_stops_and_samples():

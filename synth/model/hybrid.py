@@ -17,8 +17,9 @@ What is covered: training forward with the loss (next token + MTP + sequence-wis
 loss; the output-layer cross-entropy is fused and chunked, logits are only materialized when
 read), bf16 autocast (scan, router and softmax stay fp32), aux-loss-free router balancing,
 prefill/step decoding with conv, SSM and KV caches, greedy / temperature / top-p sampling,
-greedy self-speculative decoding whose output equals plain greedy, and a hook that converts
-linears to NVFP4 (`synth.model.nvfp4`).
+greedy self-speculative decoding (one draft per MTP depth, one verify forward) whose output
+equals plain greedy, an exact greedy argmax that reads an int8 copy of the output layer first,
+and a hook that converts linears to NVFP4 (`synth.model.nvfp4`).
 What is not covered: fused kernels (the SSD scan is plain einsums), Mamba-2 B/C groups
 (ngroups = 1: B and C are shared by all heads), state resets inside packed sequences,
 batched generation, speculative sampling at temperature > 0.
