@@ -199,7 +199,7 @@ def test_ctrl_c_exits_130_says_how_to_resume_and_resumes(tmp_path, subprocess_en
             pass
     assert proc.returncode == 130, stderr[-3000:]
     assert took < 60, f"exit took {took:.0f}s after Ctrl-C"
-    assert f"Resume with: synth run {pipe} --out {out}" in stderr
+    assert f"Resume with: synth run {pipe} --out {out} --limit {limit}\n" in stderr
     kept, rejected = check_whole(out)
     assert 0 < len(kept) < 2 * limit
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"

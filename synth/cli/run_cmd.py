@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,8 +71,15 @@ def run(
             if task_id is not None:
                 progress.stop()
             target = out or cfg.output.dir or f"out/{cfg.name}"
-            typer.echo(f"interrupted; finished shards are kept. Resume with: "
-                       f"synth run {pipeline} --out {target}", err=True)
+            again = ["synth", "run", str(pipeline), "--out", str(target)]  # the same run again
+            if limit is not None:
+                again += ["--limit", str(limit)]
+            if address:
+                again += ["--address", address]
+            if skip_bad_inputs:
+                again.append("--skip-bad-inputs")
+            typer.echo("interrupted; finished shards are kept. Resume with: "
+                       + shlex.join(again), err=True)
             raise typer.Exit(130) from None
         finally:
             if task_id is not None:
