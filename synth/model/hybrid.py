@@ -1142,13 +1142,14 @@ class HybridLM(nn.Module):
         # computed from real tokens only, that depth j+1 has not consumed (cached) yet
         real = [(0, hidden)] + [(0, hidden[:, :0]) for _ in range(D - 1)]
         n_drafts = min(D, max_drafts)
+        modules = list(self.mtp)  # (slicing an nn.ModuleList builds a new one every round)
 
         while new[-1] != eos_id and len(new) < max_new_tokens:
             m = len(tokens) - 1
             drafts: list[int] = []
             fresh = None  # (first position, rows) of the previous depth's outputs this round
             depths = min(D, n_drafts)
-            for k, module in enumerate(self.mtp[:depths], start=1):
+            for k, module in enumerate(modules[:depths], start=1):
                 kv = cache.mtp[k - 1]
                 start = kv.length  # depth k has positions 0..start-1 cached
                 first, rows = real[k - 1]
