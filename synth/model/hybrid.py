@@ -184,6 +184,20 @@ def full_precision(x: torch.Tensor):
     return contextlib.nullcontext()
 
 
+def derived(module: nn.Module, name: str, key: tuple, build: Callable[[], object]):
+    """A value computed from `module`'s weights (a transposed or quantized copy, stacked
+    experts...), cached on it under `name` and rebuilt by `build()` whenever `key` changes:
+    keys hold each weight's data_ptr (moved by .to() / .double()) and _version (bumped by an
+    in-place update such as an optimizer step). Built outside inference mode, so the result
+    is a normal tensor any later call may use."""
+    cache = module.__dict__.setdefault("_derived", {})
+    hit = cache.get(name)
+    if hit is None or hit[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            hit = cache[name] = (key, build())
+    return hit[1]
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
@@ -542,13 +556,9 @@ class MoE(nn.Module):
             if any(type(lin) is not nn.Linear for lin in linears):
                 return None
             weights = self._expert_weights = [lin.weight for lin in linears]
-        key = tuple((w.data_ptr(), w._version) for w in weights)
-        if getattr(self, "_stacked_key", None) != key:
-            with torch.inference_mode(False), torch.no_grad():
-                self._stacked_w = (torch.stack([e.w_in.weight.T for e in self.experts]),
-                                   torch.stack([e.w_out.weight.T for e in self.experts]))
-            self._stacked_key = key
-        return self._stacked_w
+        return derived(self, "stacked", tuple((w.data_ptr(), w._version) for w in weights),
+                       lambda: (torch.stack([w.T for w in weights[0::2]]),
+                                torch.stack([w.T for w in weights[1::2]])))
 
     def sequence_balance_loss(self, scores, idx):
         """DeepSeek-V3 eqs. 17-20, per sequence: sum_i f_i P_i, with f_i the fraction of the
@@ -850,11 +860,8 @@ class HybridLM(nn.Module):
         if type(self.head) is not nn.Linear or self.head.bias is not None:
             return self.head(x)  # a converted (e.g. quantized) head computes its own way
         if rows.size(0) == 1:
-            key = (w.data_ptr(), w._version, w.dtype, w.device)
-            if getattr(self, "_head_t_key", None) != key:
-                with torch.inference_mode(False), torch.no_grad():  # a normal tensor, reusable
-                    self._head_t, self._head_t_key = w.detach().T.contiguous(), key
-            out = rows @ self._head_t
+            out = rows @ derived(self, "head_t", (w.data_ptr(), w._version, w.dtype, w.device),
+                                 lambda: w.detach().T.contiguous())
         elif rows.size(0) <= 8 and w.size(0) % 64 == 0:
             out = torch.matmul(w.view(-1, 64, w.size(1)), rows.T).reshape(w.size(0), -1)
             out = out.T.contiguous()
@@ -883,17 +890,16 @@ class HybridLM(nn.Module):
         approximate logits do, and the error bound (which takes the worst row anyway) is
         about what per-row scales give."""
         w = self.head.weight
-        key = (w.data_ptr(), w._version, w.device)
-        if getattr(self, "_head_int8_key", None) != key:
-            with torch.inference_mode(False), torch.no_grad():
-                wf = w.detach().float()
-                scale = wf.abs().max().clamp_min(1e-30).item() / 127
-                q = torch.round(wf / scale).clamp_(-127, 127)
-                used = q * scale
-                self._head_int8 = (q.to(torch.int8), scale, (wf - used).norm(dim=1).max().item(),
-                                   used.norm(dim=1).max().item())
-            self._head_int8_key = key
-        return self._head_int8
+
+        def build():
+            wf = w.detach().float()
+            scale = wf.abs().max().clamp_min(1e-30).item() / 127
+            q = torch.round(wf / scale).clamp_(-127, 127)
+            used = q * scale
+            return (q.to(torch.int8), scale, (wf - used).norm(dim=1).max().item(),
+                    used.norm(dim=1).max().item())
+
+        return derived(self, "int8_head", (w.data_ptr(), w._version, w.device), build)
 
     def _int8_scores(self, rows: torch.Tensor):
         """For normalized rows (n, d): int32 scores (n, V), the factor per row (n,) that turns
@@ -950,17 +956,16 @@ class HybridLM(nn.Module):
         makes the drafter's output layer the cost of drafting, and that restricting it to the
         frequent tokens keeps nearly all accepted drafts; here 8k of 49k rows, ~0.1 ms."""
         w, counts = self.head.weight, self.token_counts
+
+        def build():
+            n = min(self.DRAFT_VOCAB, int((counts > 0).sum()))
+            if n == 0:
+                return None
+            ids = torch.topk(counts, n).indices.sort().values
+            return ids, w.detach()[ids].T.contiguous()
+
         key = (w.data_ptr(), w._version, counts._version, w.dtype, self.DRAFT_VOCAB)
-        if getattr(self, "_draft_vocab_key", None) != key:
-            with torch.inference_mode(False), torch.no_grad():
-                n = min(self.DRAFT_VOCAB, int((counts > 0).sum()))
-                if n == 0:
-                    self._draft_vocab_cache = None
-                else:
-                    ids = torch.topk(counts, n).indices.sort().values
-                    self._draft_vocab_cache = (ids, w.detach()[ids].T.contiguous())
-            self._draft_vocab_key = key
-        return self._draft_vocab_cache
+        return derived(self, "draft_vocab", key, build)
 
     def draft_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """The drafter's guesses for hidden (..., d): argmax over the frequent-token sub-vocabulary
