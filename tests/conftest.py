@@ -32,6 +32,19 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny tensors (the hybrid model, NVFP4): one intra-op thread is faster
+    (more threads only add sync overhead) and immune to a busy 2-core machine. Use with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def model_path() -> str:
     """The embedded default model as a local HF folder (pulled once, then cached)."""

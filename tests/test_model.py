@@ -19,13 +19,7 @@ from synth.model import CONFIGS, HybridConfig, HybridLM, config_by_name
 from synth.model.hybrid import MoE, moe_dense_reference, ssd_chunked, ssd_sequential
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: threads only add sync overhead (and spin badly on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_cfg(**overrides) -> HybridConfig:

@@ -26,13 +26,7 @@ CODE_IS_EVEN = torch.tensor([True, False] * 4)  # FP4 codes 0..7 for the GRID en
 BLOCKS = [(1, 16), (16, 16)]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tensors are tiny: one intra-op thread is faster and immune to a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- reference
