@@ -117,9 +117,9 @@ def load_weights(model, file: str | Path) -> None:
     from safetensors.torch import load_model as st_load
 
     missing, unexpected = st_load(model, str(file), strict=False)
-    bad = sorted(set(missing) - OPTIONAL_STATE) + sorted(unexpected)
-    if bad:
-        raise SynthError(f"{file}: does not match the model (missing {sorted(set(missing) - OPTIONAL_STATE)}, "
+    missing = sorted(set(missing) - OPTIONAL_STATE)
+    if missing or unexpected:
+        raise SynthError(f"{file}: does not match the model (missing {missing}, "
                          f"unexpected {sorted(unexpected)})")
 
 
