@@ -457,8 +457,7 @@ class Attention(nn.Module):
             state.k, state.v = k, v
         mask, causal = None, T > 1
         if past and T > 1:  # queries sit at positions past..past+T-1: a bottom-right causal mask
-            keys = torch.arange(past + T, device=x.device)
-            mask = keys[None] <= keys[past:, None]
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
             causal = False
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
                                            enable_gqa=self.n_kv != self.n_heads)
@@ -649,7 +648,9 @@ class MTPModule(nn.Module):
         self.ff = Block(cfg, "-")
 
     def forward(self, h, emb, state: KVState | None = None):
-        x = self.proj(torch.cat([self.norm_h(h), self.norm_emb(emb)], dim=-1)).to(h.dtype)
+        x = self.proj(torch.cat([self.norm_h(h), self.norm_emb(emb)], dim=-1))
+        if x.dtype != h.dtype:  # (bf16 under autocast)
+            x = x.to(h.dtype)
         x, _ = self.attn(x, state, cached=state is not None)
         x, _ = self.ff(x)
         return x
@@ -882,6 +883,7 @@ class HybridLM(nn.Module):
     # the fp32 answer: int8 logits, with an error bound that holds for every row, keep the few
     # tokens that could still be the maximum; their exact fp32 logits pick it.
     FAST_ARGMAX_MIN_VOCAB = 4096  # below this the plain fp32 head is cheap enough
+    ARGMAX_BLOCK = 64  # tokens per block when looking for the argmax candidates
 
     def _int8_head(self):
         """(q (V, d) int8, scale, max_i ||W_i - scale q_i||, max_i ||scale q_i||) for the
@@ -935,48 +937,65 @@ class HybridLM(nn.Module):
         except (RuntimeError, NotImplementedError):  # no int8 matmul in this build
             return self.decode_logits(hidden).argmax(-1)
         # the true maximum is >= top - bound and a token's true logit <= its approx + bound:
-        # only tokens whose score is within 2 bounds of the top can be the argmax. Usually
-        # that is one or two, so the top 4 scores hold them all; else take every one.
+        # only tokens whose score is within 2 bounds of the top can be the argmax. They are
+        # found block by block: the maximum of each ARGMAX_BLOCK consecutive scores (one cheap
+        # reduction; topk or a full comparison costs ~10-20x more on a row of 49k), then the
+        # exact fp32 logits of every token in the blocks that can hold a candidate, usually
+        # one per row. (Extra tokens in those blocks are harmless: their logits are exact too.)
         window = 2 * bound / factor
-        top, idx = acc.topk(4, dim=-1)
-        if bool((top[:, -1] < top[:, 0] - window).all()):
-            exact = torch.einsum("nkd,nd->nk", self.head.weight[idx], rows)
-            best = idx.gather(1, exact.argmax(-1, keepdim=True))[:, 0]
-            return best.reshape(x.shape[:-1])
-        logits = acc.float()
-        r, c = (logits >= (top[:, 0] - window)[:, None]).nonzero(as_tuple=True)
-        logits.fill_(float("-inf"))[r, c] = (self.head.weight[c] * rows[r]).sum(-1)
-        return logits.argmax(-1).reshape(x.shape[:-1])
+        n, V = acc.shape
+        B = self.ARGMAX_BLOCK
+        if V % B:
+            logits = acc.float()
+            r, c = (logits >= (logits.amax(-1) - window)[:, None]).nonzero(as_tuple=True)
+            logits.fill_(float("-inf"))[r, c] = (self.head.weight[c] * rows[r]).sum(-1)
+            return logits.argmax(-1).reshape(x.shape[:-1])
+        blocks = acc.view(n, V // B, B).amax(-1).float()  # exact: |acc| < 2^24
+        r, c = (blocks >= (blocks.amax(-1) - window)[:, None]).nonzero(as_tuple=True)
+        exact = torch.bmm(self.head.weight.view(V // B, B, -1)[c], rows[r, :, None])[..., 0]
+        best, at = exact.max(-1)
+        token = c * B + at
+        if r.numel() == n:  # one block per row (nonzero lists them row by row)
+            return token.reshape(x.shape[:-1])
+        winner: dict[int, tuple[float, int]] = {}  # row -> (logit, -token): first of equals
+        for row, value, t in zip(r.tolist(), best.tolist(), token.tolist()):
+            winner[row] = max(winner.get(row, (value, -t)), (value, -t))
+        return torch.tensor([-winner[i][1] for i in range(n)], device=acc.device).reshape(x.shape[:-1])
 
     DRAFT_VOCAB = 8192  # drafts come from the most frequent training targets (FR-Spec)
 
     def _draft_vocab(self):
-        """(ids, (d, n) head rows) of the DRAFT_VOCAB most frequent training targets, or None
-        when nothing was counted. FR-Spec (Zhao et al. 2025) observed that a large vocabulary
-        makes the drafter's output layer the cost of drafting, and that restricting it to the
-        frequent tokens keeps nearly all accepted drafts; here 8k of 49k rows, ~0.1 ms."""
-        w, counts = self.head.weight, self.token_counts
+        """(ids, (d, n) head rows scaled by the final norm's weight) of the DRAFT_VOCAB most
+        frequent training targets, or None when nothing was counted. FR-Spec (Zhao et al.
+        2025) observed that a large vocabulary makes the drafter's output layer the cost of
+        drafting, and that restricting it to the frequent tokens keeps nearly all accepted
+        drafts; here 8k of 49k rows, ~0.1 ms."""
+        w, g, counts = self.head.weight, self.norm.weight, self.token_counts
 
         def build():
             n = min(self.DRAFT_VOCAB, int((counts > 0).sum()))
             if n == 0:
                 return None
             ids = torch.topk(counts, n).indices.sort().values
-            return ids, w.detach()[ids].T.contiguous()
+            return ids, (w.detach()[ids] * g.detach()).T.contiguous()
 
-        key = (w.data_ptr(), w._version, counts._version, w.dtype, self.DRAFT_VOCAB)
+        key = (w.data_ptr(), w._version, g.data_ptr(), g._version, counts._version, w.dtype,
+               self.DRAFT_VOCAB)
         return derived(self, "draft_vocab", key, build)
 
     def draft_tokens(self, hidden: torch.Tensor) -> torch.Tensor:
         """The drafter's guesses for hidden (..., d): argmax over the frequent-token sub-vocabulary
         when the model has token counts, else over the int8 head. Only has to be right often;
-        the verify pass decides with exact logits."""
+        the verify pass decides with exact logits. The final norm's weight is folded into the
+        sub-vocabulary's rows and its 1/rms, the same positive factor for every logit of a row,
+        cannot change the argmax: so no norm here."""
         vocab = self._draft_vocab()
         if vocab is None:
             return self.draft_logits(hidden).argmax(-1).reshape(hidden.shape[:-1])
         ids, w_t = vocab
-        x = self.norm(hidden)
-        return ids[(x.to(w_t.dtype) @ w_t).argmax(-1)]
+        if hidden.dtype != w_t.dtype:
+            hidden = hidden.to(w_t.dtype)
+        return ids[(hidden @ w_t).argmax(-1)]
 
     def draft_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Approximate logits for drafting only, from the int8 head (~0.1 ms a row instead of
