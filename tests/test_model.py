@@ -170,6 +170,30 @@ def test_greedy_tokens_equal_fp32_argmax_even_on_near_ties(rows):
     assert torch.equal(model.greedy_tokens(h[None])[0], model.logits(h).argmax(-1))
 
 
+def test_onednn_int8_scores_equal_int_mm_exactly():
+    """The several-rows path of the int8 scores (oneDNN's u8 x s8 linear on the prepacked head)
+    sums exactly what torch._int_mm sums, including the extreme rows that would saturate a
+    pairwise int16 accumulation; where the op is missing or inexact the model does not use it."""
+    from synth.model.hybrid import OneDNNInt8
+
+    torch.manual_seed(6)
+    q = torch.randint(-127, 128, (8192, 64), dtype=torch.int8)
+    q[:64] = 127
+    mm = OneDNNInt8.exact_or_none(q)
+    if mm is None:
+        pytest.skip("oneDNN's int8 linear is missing or not exact on this CPU")
+    x = torch.randint(-127, 128, (6, 64)).float()
+    x[0], x[1] = 127, -127
+    for n in (2, 3, 6):
+        assert torch.equal(mm(x[:n]), torch._int_mm(x[:n].to(torch.int8), q.T).float())
+    model = HybridLM(toy_cfg(vocab_size=8192, d_model=64, n_heads=4, mtp_depths=1)).eval()
+    rows = model.norm(torch.randn(4, 64))
+    acc, _, _ = model._int8_scores(rows)
+    assert model._derived["int8_head_onednn"][1] is not None
+    one = torch.cat([model._int8_scores(r[None])[0] for r in rows]).float()
+    assert torch.equal(acc.float(), one)
+
+
 def test_draft_tokens_come_from_the_counted_vocabulary():
     torch.manual_seed(4)
     model = HybridLM(toy_cfg(vocab_size=512, mtp_depths=1)).eval()
