@@ -120,7 +120,7 @@ def fit_shards(tmp: Path, data: Path, n_docs: int = 4) -> tuple[Path, list[str]]
     return d, [doc[:40] for doc in docs]
 
 
-def bench_decode(ckpt: Path, prompts: list[str], max_new: int, label: str, reps: int = 3):
+def bench_decode(ckpt: Path, prompts: list[str], max_new: int, label: str, reps: int = 5):
     from synth.train.sample import load
 
     model, tok = load(ckpt)
