@@ -278,24 +278,31 @@ def ssd_chunked(x, dt, A, B, C, chunk_size, initial_state=None):
         B = F.pad(B, (0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, pad))
     n_chunks, Q = (L + pad) // chunk_size, chunk_size
-    xs = (x * dt[..., None]).view(b, n_chunks, Q, H, P)  # dt_s x_s: the input written at step s
+    inplace = not torch.is_grad_enabled()  # (inference: reuse the big buffers)
+    # laid out (b, c, H, Q, ...): heads before positions, so each product below is one
+    # batched matmul without transposed copies. xs_s = dt_s x_s, the input written at step s.
+    xs = (x * dt[..., None]).view(b, n_chunks, Q, H, P).transpose(2, 3).contiguous()
     Bc, Cc = B.view(b, n_chunks, Q, N), C.view(b, n_chunks, Q, N)
     a = (dt * A).view(b, n_chunks, Q, H).transpose(2, 3)  # (b,c,H,Q) log-decay per step
     a_cum = a.cumsum(dim=-1)
 
     # 1. inside each chunk: y_t = sum_{s<=t} (C_t . B_s) decay(s -> t) xs_s. The decay is the
     # difference of the chunk-local cumulative sums (as Mamba-2's own chunk-scan kernel does;
-    # within one chunk they stay small, so nothing cancels badly), -inf above the diagonal.
-    # Laid out (b, c, H, ...) so the batched matmuls need no transposed copies.
-    scores = torch.einsum("bcln,bcsn->bcls", Cc, Bc)  # shared by all heads (one B/C group)
+    # within one chunk they stay small, so nothing cancels badly). Causality is applied to the
+    # (C . B) scores, which all heads share, not to the H times larger decays: above the
+    # diagonal the differences are clamped to 0 (below it they are <= 0 already, as a <= 0),
+    # since exp of -inf or of a large positive value is ~2x slower here, and inf * 0 is NaN.
     causal = torch.ones(Q, Q, dtype=torch.bool, device=x.device).tril()
-    seg = (a_cum[..., :, None] - a_cum[..., None, :]).masked_fill_(~causal, -math.inf)
-    weights = torch.exp(seg) * scores[:, :, None]  # (b,c,H,Q,Q)
-    y = torch.einsum("bchls,bcshp->bclhp", weights, xs)
+    scores = (Cc @ Bc.transpose(-1, -2)).masked_fill_(~causal, 0)  # (b,c,Q,Q)
+    seg = a_cum[..., :, None] - a_cum[..., None, :]
+    seg = seg.clamp_(max=0) if inplace else seg.clamp(max=0)
+    weights = (seg.exp_().mul_(scores[:, :, None]) if inplace
+               else torch.exp(seg) * scores[:, :, None])  # (b,c,H,Q,Q)
+    y = weights @ xs  # (b,c,H,Q,P)
 
     # 2. the state each chunk leaves at its end, starting from zero
     decay_to_end = torch.exp(a_cum[..., -1:] - a_cum)  # (b,c,H,Q)
-    chunk_states = torch.einsum("bcsn,bchs,bcshp->bchpn", Bc, decay_to_end, xs)
+    chunk_states = (xs * decay_to_end[..., None]).transpose(-1, -2) @ Bc[:, :, None]  # (b,c,H,P,N)
 
     # 3. the recurrence across chunks on those states only: the state entering chunk z is the
     # carried-in state and every earlier chunk's state, each decayed to the start of z
@@ -307,8 +314,9 @@ def ssd_chunked(x, dt, A, B, C, chunk_size, initial_state=None):
     entering, final_state = states[:, :-1], states[:, -1]
 
     # 4. what the entering state contributes at each position: C_t decay(start -> t) state
-    y = y + torch.einsum("bcln,bchpn,bchl->bclhp", Cc, entering, torch.exp(a_cum))
-    return y.reshape(b, n_chunks * Q, H, P)[:, :L], final_state
+    carried = (Cc[:, :, None] @ entering.transpose(-1, -2)) * torch.exp(a_cum)[..., None]
+    y = y.add_(carried) if inplace else y + carried
+    return y.transpose(2, 3).reshape(b, n_chunks * Q, H, P)[:, :L], final_state
 
 
 @dataclass
@@ -915,7 +923,8 @@ class HybridLM(nn.Module):
     # Greedy decoding needs only the argmax of the logits, not the logits. On this CPU the
     # fp32 head costs ~0.8 ms per row (linear in rows), while int8 x int8 -> int32
     # (torch._int_mm; the head and each row of activations quantized to int8) costs ~0.1 ms
-    # for one row and ~0.3-0.4 ms for two to five. So the argmax is found in two passes that give
+    # for one row, and oneDNN's int8 linear ~0.2-0.3 ms for two to five (_int_mm: 0.3-0.4).
+    # So the argmax is found in two passes that give
     # the fp32 answer: int8 logits, with an error bound that holds for every row, keep the few
     # tokens that could still be the maximum; their exact fp32 logits pick it.
     FAST_ARGMAX_MIN_VOCAB = 4096  # below this the plain fp32 head is cheap enough
