@@ -668,7 +668,8 @@ class OneDNNInt8:
     """x @ q.T for a fixed int8 matrix q (V, d) and a few rows x of integers in [-127, 127],
     summed exactly, through oneDNN's quantized linear (the op torch.compile's x86 int8
     lowering calls) on q prepacked once: x goes in as uint8 with zero point 128, the int32
-    sums come out as fp32, exact below 2^24 (d * 127 * 128 is for d < 1032)."""
+    sums come out as fp32. Only for d <= 518, where even the raw uint8 sums (before the zero
+    point is taken off) stay below 2^24 and so are exact in fp32 whatever order oneDNN uses."""
 
     def __init__(self, q: torch.Tensor):
         self.packed = torch.ops.onednn.qlinear_prepack(q, [4, q.size(1)])
@@ -686,7 +687,7 @@ class OneDNNInt8:
         a CPU adds u8 x s8 products pairwise in int16, which saturates. Checked on the worst
         case (all 127 against +-127 rows) and on q itself."""
         d = q.size(1)
-        if d >= 1032 or not hasattr(torch.ops, "onednn"):
+        if 255 * 127 * d >= 2**24 or not hasattr(torch.ops, "onednn"):
             return None
         try:
             probe = torch.cat([torch.full((1, d), 127.0), torch.full((1, d), -127.0),
