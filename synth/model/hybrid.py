@@ -694,9 +694,10 @@ class OneDNNInt8:
                                torch.randint(-127, 128, (3, d), generator=torch.Generator()
                                              .manual_seed(0)).float()])
             for mat in (torch.full((64, d), 127, dtype=torch.int8), q):
-                if not torch.equal(cls(mat)(probe), torch._int_mm(probe.to(torch.int8), mat.T).float()):
+                mm = cls(mat)
+                if not torch.equal(mm(probe), torch._int_mm(probe.to(torch.int8), mat.T).float()):
                     return None
-            return cls(q)
+            return mm  # the one made for q
         except (AttributeError, RuntimeError, NotImplementedError):
             return None
 
