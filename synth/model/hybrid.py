@@ -1002,25 +1002,22 @@ class HybridLM(nn.Module):
         # reduction; topk or a full comparison costs ~10-20x more on a row of 49k), then the
         # exact fp32 logits of every token in the blocks that can hold a candidate, usually
         # one per row. (Extra tokens in those blocks are harmless: their logits are exact too.)
+        # (A vocabulary that is no multiple of the block size takes blocks of one token.)
         window = 2 * bound / factor
         n, V = acc.shape
-        B = self.ARGMAX_BLOCK
-        if V % B:
-            logits = acc.float()
-            r, c = (logits >= (logits.amax(-1) - window)[:, None]).nonzero(as_tuple=True)
-            logits.fill_(float("-inf"))[r, c] = (self.head.weight[c] * rows[r]).sum(-1)
-            return logits.argmax(-1).reshape(x.shape[:-1])
+        B = self.ARGMAX_BLOCK if V % self.ARGMAX_BLOCK == 0 else 1
         blocks = acc.view(n, V // B, B).amax(-1).float()  # exact: |acc| < 2^24
         r, c = (blocks >= (blocks.amax(-1) - window)[:, None]).nonzero(as_tuple=True)
         exact = torch.bmm(self.head.weight.view(V // B, B, -1)[c], rows[r, :, None])[..., 0]
-        best, at = exact.max(-1)
+        best, at = exact.max(-1)  # per block: its best token (the first of equals)
         token = c * B + at
         if r.numel() == n:  # one block per row (nonzero lists them row by row)
             return token.reshape(x.shape[:-1])
-        winner: dict[int, tuple[float, int]] = {}  # row -> (logit, -token): first of equals
-        for row, value, t in zip(r.tolist(), best.tolist(), token.tolist()):
-            winner[row] = max(winner.get(row, (value, -t)), (value, -t))
-        return torch.tensor([-winner[i][1] for i in range(n)], device=acc.device).reshape(x.shape[:-1])
+        # several blocks for some row: its best logit, and the lowest token reaching it
+        top = best.new_full((n,), float("-inf")).scatter_reduce(0, r, best, "amax")
+        first = token.new_full((n,), V).scatter_reduce(
+            0, r, torch.where(best == top[r], token, V), "amin")
+        return first.reshape(x.shape[:-1])
 
     DRAFT_VOCAB = 8192  # drafts come from the most frequent training targets (FR-Spec)
 
