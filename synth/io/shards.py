@@ -151,15 +151,20 @@ def write_split(table, out_dir: str | Path, name: str, reject_name: str | None =
     return kept.num_rows, rejected.num_rows, reasons
 
 
-def write_shard(table, out_dir: str | Path, name: str) -> Path:
+def write_shard(table, out_dir: str | Path, name: str, metadata: dict | None = None) -> Path:
     """Write `table` as `out_dir/name` atomically: to `out_dir/.tmp/`, fsync, rename.
 
-    On any failure the temp file is removed and nothing appears under `name`; an OS error
-    (disk full, quota, I/O) becomes `OutputFailed` naming the file."""
+    `metadata`: JSON-able key-values stored in the Parquet footer under `synth` (read back
+    with `read_footer`). On any failure the temp file is removed and nothing appears under
+    `name`; an OS error (disk full, quota, I/O) becomes `OutputFailed` naming the file."""
     import pyarrow.parquet as pq
 
     out_dir = Path(out_dir)
     final = out_dir / name
+    if metadata is not None:
+        kv = dict(table.schema.metadata or {})
+        kv[b"synth"] = json.dumps(metadata, default=str).encode("utf-8")
+        table = table.replace_schema_metadata(kv)
 
     def write(tmp: Path) -> None:
         pq.write_table(table, tmp, compression="zstd")
@@ -264,3 +269,47 @@ def read_column(shards: Iterable[Path], column: str) -> list:
         except Exception as e:
             raise SynthError(f"{s}: cannot read column {column!r} ({e}); remove the shard or rerun with --fresh") from None
     return values
+
+
+# --------------------------------------------------------------------------- storage helpers
+# The dataflow (synth.pipeline.run) touches the output location only through these, so that a
+# local folder and an object-store URI behave alike.
+
+
+def join(base: str | Path, *parts: str) -> Path:
+    """`base/part/...`."""
+    return Path(base).joinpath(*parts)
+
+
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def list_files(folder: str | Path, pattern: str) -> list[Path]:
+    """Files directly in `folder` matching the glob `pattern`, sorted; [] for a missing folder."""
+    return sorted(p for p in Path(folder).glob(pattern) if p.is_file())
+
+
+def read_json(path: str | Path) -> dict | None:
+    """A JSON file's content, or None when it does not exist (or is not valid JSON: a marker
+    is written atomically, so that only happens to a file someone else put there)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def remove(path: str | Path) -> None:
+    """Delete a file; a missing one is fine."""
+    Path(path).unlink(missing_ok=True)
+
+
+def read_footer(path: str | Path) -> dict | None:
+    """The `metadata` given to `write_shard` for this shard (None when there was none)."""
+    import pyarrow.parquet as pq
+
+    kv = pq.read_schema(path).metadata or {}
+    blob = kv.get(b"synth")
+    return json.loads(blob) if blob else None
