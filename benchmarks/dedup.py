@@ -270,7 +270,7 @@ def main() -> None:
                     help="datatrove worker processes")
     args = ap.parse_args()
 
-    from synth.runner import init_ray
+    from synth.ray_runtime import init_ray
     from synth.stages.dedup import dedup_decisions, lsh_params, normalize_text, shingles
 
     bands, rows = lsh_params(args.threshold, args.num_perm)

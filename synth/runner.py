@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import platform
 import re
 import time
@@ -21,6 +20,7 @@ from typing import Callable
 from synth.config import PipelineConfig
 from synth.errors import OutputFailed, SynthError
 from synth.io import shards as sh
+from synth.ray_runtime import init_ray
 from synth.stages.generate import PROMPT_COLUMNS
 
 
@@ -174,28 +174,6 @@ def versions() -> dict:
 
 
 # --------------------------------------------------------------------------- run
-
-
-def init_ray(address: str | None = None):
-    import ray
-
-    if ray.is_initialized():
-        return
-    kwargs: dict = {"namespace": "synth", "ignore_reinit_error": True, "include_dashboard": False,
-                    "logging_level": "warning",
-                    "log_to_driver": os.environ.get("SYNTH_RAY_LOGS", "0") == "1"}
-    if address:
-        import synth
-
-        kwargs["address"] = address
-        # Ship this package to workers of an existing cluster that may not have it installed.
-        kwargs["runtime_env"] = {"py_modules": [synth]}
-    ray.init(**kwargs)
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = False  # the driver shows its own progress bar
-    ctx.print_on_execution_start = False
 
 
 @dataclass

@@ -20,7 +20,7 @@ os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 @pytest.fixture(scope="session")
 def ray_session():
     """The real Ray runtime, started once (a local cluster on this machine)."""
-    from synth.runner import init_ray
+    from synth.ray_runtime import init_ray
 
     init_ray(None)
     import ray

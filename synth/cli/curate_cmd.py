@@ -165,7 +165,7 @@ def dedup(
         if method != "semantic":
             import os
 
-            from synth.runner import init_ray
+            from synth.ray_runtime import init_ray
 
             init_ray(address or os.environ.get("RAY_ADDRESS") or None)
         with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):

@@ -675,7 +675,7 @@ def _collect_pairs(files, *, column, id_column, method, num_perm, seed, shingle,
     import ray
     from ray.data.context import ShuffleStrategy
 
-    from synth.runner import init_ray
+    from synth.ray_runtime import init_ray
 
     init_ray(None)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
