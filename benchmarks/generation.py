@@ -56,7 +56,7 @@ def run_raw(model_path: str, convs: list, max_tokens: int) -> tuple[int, float]:
 
 
 def run_synth(cfg, out: Path, limit: int) -> tuple[int, float, float]:
-    from synth.runner import run_pipeline
+    from synth.pipeline.run import run_pipeline
 
     # Warm the engine actor on two prompts (its start is excluded, as for raw).
     run_pipeline(cfg, out=out.with_name("warm"), limit=2, resume=False)
@@ -74,7 +74,7 @@ def main() -> None:
 
     from synth.config import load_pipeline
     from synth.models import pull
-    from synth.runner import build_prompts
+    from synth.pipeline.prompts import build_prompts
 
     model_path = str(pull("smollm2-135m"))
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-"))

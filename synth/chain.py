@@ -208,7 +208,7 @@ def run_chain(chain: Chain, *, address: str | None = None, hooks=None, fresh: bo
             hooks.step(i, len(chain.steps), step)
         t0 = time.time()
         if isinstance(step, RunStep):
-            from synth.runner import run_pipeline
+            from synth.pipeline.run import run_pipeline
 
             cfg = load_pipeline(step.pipeline)
             r = run_pipeline(cfg, out=chain.out / step.name, address=address, limit=step.limit,

@@ -24,7 +24,7 @@ from synth.errors import SynthError
 @dataclass(frozen=True)
 class SeedsConfig:
     path: str
-    """A file or folder of .txt, .md, .jsonl or .parquet seed documents."""
+    """A file, a folder or a glob (`data/*.jsonl`) of .txt, .md, .jsonl or .parquet seed documents."""
     text_column: str = "text"
     """For .jsonl/.parquet: the column holding the document text."""
     id_column: str | None = "id"
@@ -456,8 +456,13 @@ def _local_path(value, base: Path, where: str, key: str) -> tuple[Path, bool]:
         raise SynthError(f"{where}: {key} {value!r} is not a usable path ({e})") from None
 
 
+_GLOB = re.compile(r"[*?[]")
+
+
 def _resolve_seeds(seeds: SeedsConfig, base: Path, where: str, prefix: str = "") -> SeedsConfig:
     seeds_path, exists = _local_path(seeds.path, base, where, f"{prefix}seeds.path")
+    if not exists and _GLOB.search(str(seeds.path)):  # a glob: at least one file must match
+        exists = any(True for _ in Path("/").glob(str(seeds_path).lstrip("/")))
     if not exists:
         raise SynthError(
             f"{where}: {prefix}seeds.path {seeds.path!r} does not exist (looked at {seeds_path}); "

@@ -10,7 +10,7 @@ and a complete manifest.
 
 Each node offers one logical CPU, so the two engines take every CPU of the cluster: the run must
 still make progress (Ray Data's input must not wait for a CPU; see `_generate` in
-synth/runner.py). `SYNTH_TEST_NODE_CPUS` changes it.
+synth/pipeline/run.py). `SYNTH_TEST_NODE_CPUS` changes it.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def test_pipeline_runs_on_two_node_cluster(cluster, model_path, tmp_path):
 
     from synth.config import load_pipeline
     from synth.io.shards import list_shards, row_id
-    from synth.runner import build_prompts
+    from synth.pipeline.prompts import build_prompts
 
     assert cluster.alive_nodes() == 2
     pipe = _pipeline(tmp_path, "vllm", {"max_model_len": 2048})

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from synth.cli import app
 from synth.config import load_pipeline
 from synth.io.shards import list_rejects, read_shards, write_shard
-from synth.runner import run_pipeline
+from synth.pipeline.run import run_pipeline
 from tests.conftest import SAMPLE, write_pipeline
 
 runner = CliRunner()

@@ -6,7 +6,7 @@ import sys
 
 def test_import_synth_is_light():
     code = (
-        "import sys, synth, synth.config, synth.cli, synth.runner, synth.io.shards, synth.io.seeds;"
+        "import sys, synth, synth.config, synth.cli, synth.pipeline.run, synth.io.shards, synth.io.seeds;"
         "heavy = [m for m in ('torch', 'vllm', 'ray', 'transformers', 'polars', 'datasets') if m in sys.modules];"
         "print(','.join(heavy))"
     )

@@ -15,7 +15,7 @@ import pytest
 
 from synth.config import load_pipeline
 from synth.io.shards import list_shards, read_shards, row_id
-from synth.runner import build_prompts
+from synth.pipeline.prompts import build_prompts
 from tests.conftest import SAMPLE, write_pipeline
 
 pytestmark = pytest.mark.slow
@@ -108,7 +108,7 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
 def expected_samples(pipe: Path, limit: int | None,
                      model_path: str | None = None) -> dict[str, list[str]]:
     """prompt_id -> the ids of its samples: what a finished run holds."""
-    from synth.runner import _sample_ids
+    from synth.pipeline.prompts import sample_ids as _sample_ids
 
     cfg = load_pipeline(pipe)
     p = build_prompts(cfg, model_path=model_path, limit=limit)

@@ -1,7 +1,7 @@
 """The OpenAI-compatible backend against a local stub server (tests/openai_stub.py).
 
 Unit tests drive `OpenAIEngine` directly (no Ray); the last test runs a whole pipeline through
-`synth.runner.run_pipeline` on the real Ray runtime, with the engine actor talking to the stub.
+`synth.pipeline.run.run_pipeline` on the real Ray runtime, with the engine actor talking to the stub.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ def test_pipeline_end_to_end_through_ray(ray_session, tmp_path, stub):
 
     from synth.config import load_pipeline
     from synth.io import shards as sh
-    from synth.runner import run_pipeline
+    from synth.pipeline.run import run_pipeline
 
     s = stub(delay=0.05)
     limit, n = 10, 2

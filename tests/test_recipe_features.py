@@ -18,7 +18,9 @@ from synth.config import load_pipeline
 from synth.errors import SynthError
 from synth.io.shards import list_rejects, list_shards, read_shards, row_id
 from synth.metrics import pass_at_k_table
-from synth.runner import build_prompts, pass_at_k_from_shards, run_pipeline, tokenizer_identity
+from synth.io.manifest import pass_at_k_from_shards, tokenizer_identity
+from synth.pipeline.prompts import build_prompts
+from synth.pipeline.run import run_pipeline
 from synth.stages.verify import VerifyCode, VerifyMath, majority_answer, split_self_tests
 from tests.conftest import SAMPLE, write_pipeline
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from synth.cli import app
 from synth.config import load_pipeline
 from synth.io.shards import list_rejects, list_shards
-from synth.runner import run_pipeline
+from synth.pipeline.run import run_pipeline
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow

@@ -30,7 +30,7 @@ import pytest
 from synth.config import load_pipeline
 from synth.errors import OutputFailed, SynthError
 from synth.io.shards import list_rejects, list_shards
-from synth.runner import run_pipeline
+from synth.pipeline.run import run_pipeline
 from tests.conftest import SAMPLE, write_pipeline
 from tests.test_kill_resume import SYNTH, assert_exact, check_whole, expected_samples
 
@@ -487,7 +487,7 @@ def sample():  # what the peak is made of: the driver's own heap (RssAnon), mapp
         time.sleep(0.05)
 threading.Thread(target=sample, daemon=True).start()
 from synth.config import load_pipeline
-from synth.runner import run_pipeline
+from synth.pipeline.run import run_pipeline
 r = run_pipeline(load_pipeline(sys.argv[1]), out=sys.argv[2])
 # VmHWM is this process image's peak RSS. (ru_maxrss is not: Linux carries it over an execve
 # from the parent, so a subprocess of a big pytest process would report the parent's peak.)

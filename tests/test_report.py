@@ -27,7 +27,7 @@ from synth.io.shards import read_shards, write_json_atomic, write_shard
 from synth.metrics import pass_at_k_table
 from synth.report import build_report
 from synth.report.browser import dump_dom, find_chromium
-from synth.runner import run_pipeline
+from synth.pipeline.run import run_pipeline
 from tests.conftest import ROOT, SAMPLE, write_pipeline
 
 runner = CliRunner()

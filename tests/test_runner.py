@@ -15,7 +15,8 @@ import pytest
 from synth.config import load_pipeline
 from synth.errors import SynthError
 from synth.io.shards import list_shards, read_shards, row_id
-from synth.runner import build_prompts, run_pipeline
+from synth.pipeline.prompts import build_prompts
+from synth.pipeline.run import run_pipeline
 from tests.conftest import SAMPLE, write_pipeline
 
 
@@ -82,22 +83,27 @@ def test_resume_generates_only_missing_rows(tmp_path, ray_session, monkeypatch):
     out = tmp_path / "out"
     first = run_pipeline(cfg, out=out, limit=10)
     assert first.generated_rows == 20
-    # Simulate a run cut off after some shards: drop one shard and half of another's rows.
+    # Simulate a run cut off at two points: one unit never written (shard and marker gone),
+    # and one killed between its shard and its completion marker (shard kept, marker gone).
     shards = list_shards(out)
+    markers = sorted((out / "_completions").iterdir())
+    assert len(shards) == len(markers) >= 2  # one per unit (4 seeds, a few chunks each)
+    lost = pq.read_metadata(shards[0]).num_rows
     shards[0].unlink()
-    t = pq.read_table(shards[1])
-    pq.write_table(t.slice(0, t.num_rows // 2), shards[1])
-    lost = 4 * 2 + (t.num_rows - t.num_rows // 2)
+    (out / "_completions" / (shards[0].stem.split("-", 1)[1] + ".json")).unlink()
+    (out / "_completions" / (shards[1].stem.split("-", 1)[1] + ".json")).unlink()
     count_file.unlink(missing_ok=True)
     second = run_pipeline(cfg, out=out)  # no limit now: also extends to every prompt
     ids = read_ids(out)
     assert len(ids) == len(set(ids)) == len(expected_ids(cfg))
     assert second.generated_rows == len(expected_ids(cfg)) - 20 + lost
-    # The engine saw only prompts that missed a sample; none of the finished ones.
+    assert second.resumed_prompts == 10 - lost // 2
+    # The engine saw only prompts of the lost unit and the new ones; none of the finished ones.
     if count_file.exists():  # engine actors may run with another environment on some hosts
         sent = count_file.read_text().split()
-        done_before = set(pq.ParquetDataset([str(x) for x in shards[2:]]).read().column("prompt_id").to_pylist()) if len(shards) > 2 else set()
+        done_before = set(pq.ParquetDataset([str(x) for x in shards[1:]]).read().column("prompt_id").to_pylist())
         assert not done_before & set(sent)
+    assert (out / "_completions" / (shards[1].stem.split("-", 1)[1] + ".json")).exists()
     third = run_pipeline(cfg, out=out)
     assert third.generated_rows == 0 and third.resumed_prompts == third.prompts
 

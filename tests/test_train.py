@@ -464,7 +464,7 @@ def test_sample_cli_plain_and_speculative_agree(tmp_path, teacher_ckpt):
 def test_hybrid_backend_in_a_pipeline(tmp_path, teacher_ckpt, ray_session):
     from synth.config import load_pipeline
     from synth.io.shards import read_shards
-    from synth.runner import run_pipeline
+    from synth.pipeline.run import run_pipeline
     from tests.conftest import write_pipeline
 
     p = write_pipeline(tmp_path / "p.yaml", name="hybrid", seeds={"path": str(SAMPLE / "seeds"), "chunk_tokens": 0},

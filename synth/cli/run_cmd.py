@@ -43,7 +43,7 @@ def run(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from synth.config import load_pipeline
-    from synth.runner import run_pipeline
+    from synth.pipeline.run import run_pipeline
 
     console = stderr_console()
     with user_errors():

@@ -10,6 +10,7 @@ column when there is one, else `<relative path>:<row number>`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -27,12 +28,39 @@ class Seed:
     source: str
     text: str
     fields: dict = field(default_factory=dict)
+    explicit_id: bool = False  # the id came from the id column (not the file and line)
+
+
+_GLOB_CHARS = re.compile(r"[*?[]")
+
+
+def seeds_base(path: str | Path) -> Path:
+    """The folder seed ids and `source` are relative to: the folder itself, a file's folder,
+    or the part of a glob before its first wildcard."""
+    p = Path(path)
+    if _GLOB_CHARS.search(str(p)) and not p.exists():
+        parts = []
+        for part in p.parts:
+            if _GLOB_CHARS.search(part):
+                break
+            parts.append(part)
+        return Path(*parts) if parts else Path(".")
+    return p if p.is_dir() else p.parent
 
 
 def seed_files(path: str | Path, *, recursive: bool = True) -> list[Path]:
-    """The seed files under `path` in a stable order; errors name the path and the fix."""
+    """The seed files under `path` (a file, a folder, or a glob such as `data/*.jsonl`) in a
+    stable order; errors name the path and the fix."""
     p = Path(path)
     try:
+        if not p.exists() and _GLOB_CHARS.search(str(p)):
+            base = seeds_base(p)
+            pattern = str(p.relative_to(base)) if p.is_absolute() == base.is_absolute() else str(p)
+            files = sorted(f for f in base.glob(pattern)
+                           if f.is_file() and f.suffix.lower() in SUFFIXES)
+            if not files:
+                raise SynthError(f"seed glob {p} matches no {', '.join(SUFFIXES)} files")
+            return files
         if not p.exists():
             raise SynthError(f"seed path {p} does not exist")
         if p.is_file():
@@ -63,7 +91,7 @@ def read_seeds(path: str | Path, *, text_column: str = "text", id_column: str | 
     no part of a bad file gets through. Duplicate ids across files are still an error."""
     root = Path(path)
     files = seed_files(root, recursive=recursive)  # SynthError for a path that cannot be used
-    base = root if root.is_dir() else root.parent
+    base = seeds_base(root)
     seen: dict[str, str] = {}
     any_rows = False
     for f in files:
@@ -117,13 +145,15 @@ def _read_bytes(f: Path) -> bytes:
 _BOM = b"\xef\xbb\xbf"
 
 
-def _decode(f: Path, data: bytes) -> str:
-    bom = len(_BOM) if data.startswith(_BOM) else 0  # a byte-order mark is not part of the text
+def _decode(f: Path, data: bytes, offset: int = 0) -> str:
+    """`data` (bytes of `f` from byte `offset` on) as text; a byte-order mark at the start of
+    the file is not part of the text."""
+    bom = len(_BOM) if offset == 0 and data.startswith(_BOM) else 0
     try:
         return data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
         raise SynthError(
-            f"{f}: not valid UTF-8 (byte {bom + e.start}); convert it, e.g. iconv -f latin1 -t utf-8"
+            f"{f}: not valid UTF-8 (byte {offset + bom + e.start}); convert it, e.g. iconv -f latin1 -t utf-8"
         ) from None
 
 
@@ -134,12 +164,26 @@ def _read_text(f: Path, rel: str) -> Iterator[Seed]:
 
 
 def _read_jsonl(f: Path, rel: str, text_column: str, id_column: str | None) -> Iterator[Seed]:
-    text = _decode(f, _read_bytes(f))
+    for _, _, seed in _jsonl_seeds(f, _read_bytes(f), rel, text_column, id_column):
+        yield seed
+
+
+def _jsonl_seeds(f: Path, data: bytes, rel: str, text_column: str, id_column: str | None,
+                 offset: int = 0, first_line: int = 1) -> Iterator[tuple[int, int, Seed]]:
+    """(byte offset of the line in the file, line number, seed) for each non-blank line of
+    `data`, which starts at byte `offset` of `f` on line `first_line` (a whole file, or a
+    range of it that starts and ends at line boundaries)."""
+    bom = len(_BOM) if offset == 0 and data.startswith(_BOM) else 0
+    _decode(f, data, offset)  # the whole range must be UTF-8 before any line is used
+    pos = offset + bom
     # Lines end at \n only: str.splitlines() would also cut at U+2028, U+0085, \x1c, ...,
-    # which JSON allows unescaped inside strings. A trailing \r is JSON whitespace.
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if not line.strip():
+    # which JSON allows unescaped inside strings. A trailing \r is JSON whitespace. (\n is
+    # one byte in UTF-8 and never inside a multi-byte character, so bytes split the same.)
+    for lineno, raw in enumerate(data[bom:].split(b"\n"), first_line):
+        start, pos = pos, pos + len(raw) + 1
+        if not raw.strip():
             continue
+        line = raw.decode("utf-8")
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as e:
@@ -153,7 +197,8 @@ def _read_jsonl(f: Path, rel: str, text_column: str, id_column: str | None) -> I
         if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(obj):
             raise SynthError(f"{f}:{lineno}: a \\u escape is half of a surrogate pair, not a "
                              "character (shards need valid UTF-8); fix or remove the line")
-        yield _row_seed(obj, f"{f}:{lineno}", rel, f"{rel}:{lineno}", text_column, id_column)
+        yield start, lineno, _row_seed(obj, f"{f}:{lineno}", rel, f"{rel}:{lineno}", text_column,
+                                       id_column)
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -217,7 +262,121 @@ def _row_seed(obj: dict, where: str, rel: str, default_id: str, text_column: str
     sid = obj.get(id_column) if id_column else None
     seed_id = str(sid) if sid is not None and str(sid) != "" else default_id
     fields = {k: v for k, v in obj.items() if k not in (text_column,)}
-    return Seed(seed_id=seed_id, source=rel, text=text, fields=fields)
+    return Seed(seed_id=seed_id, source=rel, text=text, fields=fields,
+                explicit_id=seed_id != default_id)
+
+
+# --------------------------------------------------------------------------- scan, segments
+# A streaming run never holds the seeds in one process: Ray tasks scan each file once (the
+# same checks as `read_seeds`, plus where each run of `unit_seeds` seeds starts), and workers
+# read back only their segment of a file.
+
+
+def seed_kind(f: Path) -> str:
+    suffix = f.suffix.lower()
+    return "text" if suffix in (".txt", ".md") else suffix[1:]
+
+
+def id_hash(seed_id: str) -> int:
+    """A 64-bit hash of a seed id: the cross-file duplicate check compares these, not ids."""
+    return int.from_bytes(hashlib.blake2b(seed_id.encode("utf-8", "surrogatepass"),
+                                          digest_size=8).digest(), "little")
+
+
+def scan_file(f: Path, rel: str, text_column: str, id_column: str | None, unit_seeds: int,
+              check: Callable[[Seed], None] | None = None):
+    """Read one seed file through and say how to split it. Returns (info, id hashes):
+
+    info: {"seeds": n, "marks": [...], "end": e, "error": None | message, "fatal": bool}.
+    `marks[i]` is where seed `i * unit_seeds` starts: (byte offset, line number) in a jsonl
+    file, (row, 0) in a Parquet file, (0, 0) for a text file (one seed, or none if empty);
+    `end` is the file's size (jsonl) or rows (Parquet). `error` is the SynthError a reader
+    raised (a bad file: `skip_bad` may leave it out); `fatal` marks errors that no option
+    skips (`check`'s, e.g. a template slot the seeds lack; a duplicate id inside the file).
+    The id hashes (numpy uint64) are those of ids taken from the id column, for the
+    cross-file duplicate check."""
+    import numpy as np
+
+    kind = seed_kind(f)
+    info = {"seeds": 0, "marks": [], "end": 0, "error": None, "fatal": False}
+    hashes: list[int] = []
+    seen: set[str] = set()
+    try:
+        if kind == "jsonl":
+            data = _read_bytes(f)
+            info["end"] = len(data)
+            rows = ((start, line, seed) for start, line, seed in
+                    _jsonl_seeds(f, data, rel, text_column, id_column))
+        elif kind == "parquet":
+            rows = ((i, 0, seed) for i, seed in
+                    enumerate(_read_parquet(f, rel, text_column, id_column)))
+        else:
+            rows = ((0, 0, seed) for seed in _read_text(f, rel))
+        for n, (start, line, seed) in enumerate(rows):
+            if n % unit_seeds == 0:
+                info["marks"].append((start, line))
+            info["seeds"] = n + 1
+            if seed.explicit_id:
+                if seed.seed_id in seen:
+                    info.update(error=f"{f}: seed id {seed.seed_id!r} also appears in {rel}; "
+                                      "ids in the id column must be unique", fatal=True)
+                    break
+                seen.add(seed.seed_id)
+                hashes.append(id_hash(seed.seed_id))
+            if check is not None:
+                try:
+                    check(seed)
+                except SynthError as e:
+                    info.update(error=str(e), fatal=True)
+                    break
+        if kind == "parquet":
+            info["end"] = info["seeds"]
+    except SynthError as e:
+        info.update(error=str(e), fatal=False)
+    return info, np.array(hashes, dtype=np.uint64)
+
+
+def read_segment(f: Path, rel: str, start: int, stop: int, first_line: int, text_column: str,
+                 id_column: str | None) -> Iterator[Seed]:
+    """The seeds of one segment of a scanned file: bytes [start, stop) of a jsonl file
+    (starting on line `first_line`), rows [start, stop) of a Parquet file, or a whole text
+    file. Raises SynthError like `read_seeds` (the file may have changed since the scan)."""
+    kind = seed_kind(f)
+    if kind == "text":
+        yield from _read_text(f, rel)
+    elif kind == "jsonl":
+        try:
+            with open(f, "rb") as fh:
+                fh.seek(start)
+                data = fh.read(stop - start)
+        except OSError as e:
+            raise SynthError(f"{f}: cannot read the file ({e.strerror or e})") from None
+        for _, _, seed in _jsonl_seeds(f, data, rel, text_column, id_column, start, first_line):
+            yield seed
+    else:
+        yield from _parquet_rows(f, rel, start, stop, text_column, id_column)
+
+
+def _parquet_rows(f: Path, rel: str, start: int, stop: int, text_column: str,
+                  id_column: str | None) -> Iterator[Seed]:
+    """Rows [start, stop) of a Parquet seed file, reading only the row groups they are in."""
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(f)
+        first = 0
+        for g in range(pf.metadata.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            if first + n > start and first < stop:
+                rows = pf.read_row_group(g).to_pylist()
+                for i in range(max(start, first), min(stop, first + n)):
+                    yield _row_seed(rows[i - first], f"{f} row {i}", rel, f"{rel}:{i}",
+                                    text_column, id_column)
+            first += n
+    except SynthError:
+        raise
+    except Exception as e:
+        raise SynthError(f"{f}: corrupt Parquet data ({_one_line(e)})") from None
 
 
 # --------------------------------------------------------------------------- chunking

@@ -20,7 +20,7 @@ that already has a reject reason keeps it (and is still verified, so pass@k sees
 Majority vote (`verify_math`, `majority: true`): a problem without a reference answer is
 judged against the answer most of its own samples give (self-consistency, Wang et al. 2022).
 The samples of a prompt are the batch rows sharing `prompt_id`; the runner keeps every
-generated batch in one block (see `synth.runner._generate`), so all of a prompt's samples are
+generated batch in one block (see `synth.pipeline.run._generate`), so all of a prompt's samples are
 in the same batch. The answers are clustered by equivalence (the same checker); the largest
 cluster wins if it has at least `majority_min_votes` samples and more than
 `majority_min_fraction` of the prompt's samples (samples without an answer count in the
