@@ -59,3 +59,12 @@ def write_pipeline(path: Path, **sections) -> Path:
 
     path.write_text(yaml.safe_dump(sections, sort_keys=False))
     return path
+
+
+def lose_unit(shard: Path) -> None:
+    """Undo one finished unit of a run, as if it had never been written: its shard, its
+    rejects and its completion marker (`part-<unit>-<p0>.parquet`, `_completions/<unit>-<p0>.json`)."""
+    out = shard.parent
+    shard.unlink()
+    (out / "rejects" / shard.name).unlink(missing_ok=True)
+    (out / "_completions" / (shard.stem.split("-", 1)[1] + ".json")).unlink()

@@ -130,4 +130,13 @@ def test_pipeline_runs_on_two_node_cluster(cluster, model_path, tmp_path):
     assert manifest["counts"]["rows"] == LIMIT
     assert manifest["counts"]["missing_rows"] == 0
     assert manifest["last_run"]["workers"] == per_node
+    # Shards were written by workers on both nodes, straight into the one output folder.
+    writers: dict[str, int] = {}
+    for m in (out / "_completions").glob("*.json"):
+        w = json.loads(m.read_text())["writer"]
+        writers[w] = writers.get(w, 0) + 1
+    print(f"[cluster] shards written per node: {writers}")
+    assert set(writers) == {cluster.head.ip, cluster.worker.ip}, writers
+    assert sum(writers.values()) == len(shards)
+    assert manifest["last_run"]["writers"] == writers
     print(f"[cluster] last_run: {manifest['last_run']}")

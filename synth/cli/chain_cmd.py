@@ -39,10 +39,10 @@ class _Hooks:
             self.task = self.progress.add_task(label, total=total, info="")
 
     def generation(self, p: dict) -> None:
-        self._bar("generating", p["prompts_total"])
+        self._bar("generating", p["total"])
         rate = p["tokens"] / p["elapsed"] if p["elapsed"] > 0 else 0.0
-        self.progress.update(self.task, completed=p["prompts_done"],
-                             info=f"prompts · {p['tokens']} tokens · {rate:.0f} tok/s")
+        self.progress.update(self.task, completed=p["done"],
+                             info=f"seeds · {p['tokens']} tokens · {rate:.0f} tok/s")
 
     def training(self, p: dict) -> None:
         self._bar("training", p["steps"])

@@ -51,7 +51,7 @@ def run(
         address = address or os.environ.get("RAY_ADDRESS") or None
         progress = Progress(
             TextColumn("[bold]generating"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("prompts · {task.fields[tokens]} tokens · {task.fields[rate]} tok/s"),
+            TextColumn("seeds · {task.fields[tokens]} tokens · {task.fields[rate]} tok/s"),
             TimeElapsedColumn(), console=console, transient=False,
         )
         task_id = None
@@ -61,8 +61,8 @@ def run(
             rate = f"{p['tokens'] / p['elapsed']:.1f}" if p["elapsed"] > 0 else "-"
             if task_id is None:
                 progress.start()
-                task_id = progress.add_task("gen", total=p["prompts_total"], tokens=0, rate="-")
-            progress.update(task_id, completed=p["prompts_done"], tokens=p["tokens"], rate=rate)
+                task_id = progress.add_task("gen", total=p["total"], tokens=0, rate="-")
+            progress.update(task_id, completed=p["done"], tokens=p["tokens"], rate=rate)
 
         try:
             result = run_pipeline(cfg, out=out, address=address, limit=limit, resume=resume,

@@ -24,7 +24,7 @@ PASSING = {"math_verdict": "correct", "code_verdict": "passed"}
 # --------------------------------------------------------------------------- statistics
 
 
-def table_stats(table) -> dict:
+def table_stats(table, passes: bool = True) -> dict:
     """The statistics of one generated unit (its kept and rejected rows together), small and
     JSON-able: what the manifest sums. `pass` holds, per task (or `teacher/task`), how many
     prompts had n samples of which c passed, as {"n:c": prompts}."""
@@ -50,7 +50,7 @@ def table_stats(table) -> dict:
             for t, n in _counts(part, "teacher").items():
                 teachers.setdefault(t, {"rows": 0, "rejected_rows": 0})[key] += n
         out["teachers"] = teachers
-    hist = pass_hist(table)
+    hist = pass_hist(table) if passes else None
     if hist:
         out["pass"] = hist
     return out
@@ -180,9 +180,7 @@ def disk_stats(files, rejects: bool) -> dict:
                              "its rows") from None
         if rejects and sh.REJECT_COLUMN not in names:
             t = t.append_column(sh.REJECT_COLUMN, _fill(t.num_rows, "rejected"))
-        s = table_stats(t)
-        s.pop("pass", None)
-        merge_stats(acc, s)
+        merge_stats(acc, table_stats(t, passes=False))
     return acc
 
 

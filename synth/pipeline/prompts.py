@@ -226,7 +226,7 @@ def _scan(cfg, model_path, files, unit_seeds):
     from synth.ray_runtime import init_ray
 
     init_ray(None)
-    task = ray.remote(num_cpus=0, num_returns=2)(_scan_task)
+    task = ray.remote(num_cpus=0, num_returns=2, scheduling_strategy=on_this_node())(_scan_task)
     window = 2 * int(ray.cluster_resources().get("CPU", 2))
     infos_refs, hash_refs, pending = [], [], []
     for p, rel in files:
@@ -237,6 +237,16 @@ def _scan(cfg, model_path, files, unit_seeds):
         if len(pending) >= window:
             _, pending = ray.wait(pending, num_returns=1)
     return ray.get(infos_refs), hash_refs
+
+
+def on_this_node():
+    """A Ray scheduling strategy for the driver's node: seed paths are paths of the machine
+    the pipeline file was loaded on, which other nodes may not share. (Reading and rendering
+    cost little next to generation, which runs on every node.)"""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
 
 
 def _scan_task(cfg, path, rel, args):

@@ -27,7 +27,7 @@ from synth.errors import OutputFailed, SynthError
 from synth.io import manifest as mf
 from synth.io import shards as sh
 from synth.pipeline.prompts import (Plan, RenderUnit, Renderer, apply_limit, counter_path,
-                                    plan_units, resolve_model)
+                                    on_this_node, plan_units, resolve_model)
 from synth.ray_runtime import init_ray
 
 FORMAT = 2  # the output folder layout: 2 = units, markers (`synth.io.manifest`)
@@ -239,7 +239,8 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
                   "engine_start_s": round(state["engine_s"], 2), "generation_s": round(gen_time, 2),
                   "elapsed_s": round(elapsed, 2),
                   "tokens_per_s": round(gen_tokens / gen_time, 2) if gen_time else 0.0,
-                  "workers": gen.get("workers", {}), "limit": limit},
+                  "workers": gen.get("workers", {}), "writers": state.get("writers", {}),
+                  "limit": limit},
     )
     if cfg.teachers:
         for p in parts:
@@ -352,7 +353,10 @@ class WriteUnit:
     its completion marker. Returns one row: the unit's statistics as JSON."""
 
     def __init__(self, out_dir: str):
+        import ray
+
         self.out_dir = out_dir
+        self.node = ray.util.get_node_ip_address()
 
     def __call__(self, table):
         import json
@@ -368,7 +372,7 @@ class WriteUnit:
         stats = mf.table_stats(rows)
         prompts = len(set(rows.column("prompt_id").to_pylist()))
         rec = {"unit": unit, "p0": p0, "p1": p1, "whole": whole, "prompts": prompts,
-               "stats": stats}
+               "writer": self.node, "stats": stats}
         name = _shard_name(unit, p0)
         kept, rejected = sh.split_rejects(rows)
         reject_path = sh.join(self.out_dir, sh.REJECTS, name)
@@ -381,8 +385,8 @@ class WriteUnit:
         else:
             sh.remove(sh.join(self.out_dir, name))
         mf.write_marker(self.out_dir, unit, p0, rec)
-        return pa.table({"stats": [json.dumps({"prompts": prompts, "stats": stats,
-                                               "seeds": len(set(rows.column("seed_id").to_pylist()))})]})
+        return pa.table({"stats": [json.dumps({"unit": unit, "prompts": prompts, "stats": stats,
+                                               "writer": self.node})]})
 
 
 class GenerateUnit:
@@ -449,8 +453,8 @@ def _generate(p: _Part, out_dir: Path, address, on_progress, state) -> None:
         ds = ds.map_batches(
             RenderUnit, fn_constructor_kwargs=dict(cfg=cfg, model_path=_counter(p), teacher=p.teacher,
                                                    files=p.plan.files, units=p.todo),
-            batch_size=None, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=1),
-            num_cpus=0)
+            batch_size=None, batch_format="pyarrow", num_cpus=0, scheduling_strategy=on_this_node(),
+            compute=ray.data.ActorPoolStrategy(size=len(engines)))
         ds = ds.map_batches(
             GenerateUnit,
             fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
@@ -458,26 +462,32 @@ def _generate(p: _Part, out_dir: Path, address, on_progress, state) -> None:
             batch_size=None, batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=len(engines) * in_flight), num_cpus=0)
         ds = add_stages(ds, cfg.stages)
+        # Writers on every node (SPREAD): shards go from where the rows are to OUT, a shared
+        # folder or an object store, never through the driver.
         ds = ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir)),
-                            batch_size=None, batch_format="pyarrow",
-                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0)
+                            batch_size=None, batch_format="pyarrow", num_cpus=0,
+                            scheduling_strategy="SPREAD",
+                            compute=ray.data.ActorPoolStrategy(size=len(engines)))
         t_gen = time.time()
         gen_s0 = state["gen_s"]
 
         def report():
             if on_progress:
-                on_progress({"prompts_done": state["done"], "prompts_total": state["total"],
+                on_progress({"done": state["done"], "total": state["total"],
                              "unit": "seeds", "tokens": state["stats"].get("generated_tokens", 0),
                              "elapsed": gen_s0 + time.time() - t_gen})
 
         report()
+        seeds_of = {u.key: u.seeds for u in p.todo}
         try:
             for batch in _batches_or_failure(ds, out_dir):
                 for blob in batch.column("stats").to_pylist():
                     r = json.loads(blob)
                     mf.merge_stats(state["stats"], r["stats"])
                     state["prompts"] += r["prompts"]
-                    state["done"] += r["seeds"]
+                    state["done"] += seeds_of.get(r["unit"], 0)
+                    writers = state.setdefault("writers", {})
+                    writers[r["writer"]] = writers.get(r["writer"], 0) + 1
                 report()
         finally:
             state["gen_s"] = gen_s0 + time.time() - t_gen
