@@ -82,8 +82,9 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
     before = read_shards(out, columns=["id"]).column("id").to_pylist()
     assert 0 < len(before) < len(expected)
     assert set(before) <= expected
-    # Nothing half-written is visible: only complete shards, the manifest and the temp folder.
-    assert {p.name for p in out.iterdir()} - {x.name for x in list_shards(out)} <= {"manifest.json", ".tmp"}
+    # Nothing half-written is visible: only complete shards, markers, the manifest and temp files.
+    assert {p.name for p in out.iterdir()} - {x.name for x in list_shards(out)} <= {
+        "manifest.json", ".tmp", "_completions"}
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
 
     r = subprocess.run([SYNTH, "run", str(pipe), "--out", str(out), "--limit", str(limit)],
@@ -96,7 +97,7 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
     assert m["status"] == "complete" and m["attempts"] == 2
     # Only what was missing was generated again.
     assert m["last_run"]["generated_rows"] == len(expected) - len(before)
-    assert m["last_run"]["resumed_prompts"] == len(set(before))
+    assert m["last_run"]["resumed_prompts"] == len(set(before))  # n = 1: a row per prompt
     t = read_shards(out)
     assert all(s.strip() for s in t.column("response").to_pylist())
 
@@ -117,25 +118,48 @@ def expected_samples(pipe: Path, limit: int | None,
 
 def check_whole(out: Path) -> tuple[list[str], list[str]]:
     """What a reader may see in an output folder at any moment: every shard (kept and
-    rejects) reads in full, the manifest (if any) is valid JSON, and nothing else is there
-    but the temp folders. Returns (kept ids, rejected ids)."""
+    rejects) reads in full, the manifest (if any) and every completion marker are valid JSON,
+    and nothing else is there but the temp folders. Returns (kept ids, rejected ids)."""
     import pyarrow.parquet as pq
 
     from synth.io.shards import list_rejects
 
     if not out.exists():
         return [], []
-    allowed = {"manifest.json", ".tmp", "rejects"}
+    allowed = {"manifest.json", ".tmp", "rejects", "_completions"}
     stray = [p.name for p in out.iterdir() if p.name not in allowed and not _is_shard(p)]
     if (out / "rejects").exists():
         stray += [f"rejects/{p.name}" for p in (out / "rejects").iterdir()
                   if p.name != ".tmp" and not _is_shard(p)]
+    if (out / "_completions").exists():
+        for p in (out / "_completions").iterdir():
+            if p.name == ".tmp":
+                continue
+            if p.suffix != ".json":
+                stray.append(f"_completions/{p.name}")
+            else:
+                json.loads(p.read_text())
     assert not stray, f"files outside .tmp that are not shards: {stray}"
     if (out / "manifest.json").exists():
         json.loads((out / "manifest.json").read_text())
     kept = [i for f in list_shards(out) for i in pq.read_table(f).column("id").to_pylist()]
     rejected = [i for f in list_rejects(out) for i in pq.read_table(f).column("id").to_pylist()]
     return kept, rejected
+
+
+def complete_units(out: Path) -> set[str]:
+    """The units whose writing finished: a unit's worker writes its rejects shard, then its
+    kept shard, then its completion marker, so a unit is complete once its marker or its kept
+    shard exists, or its rejects shard when nothing of the unit was kept (its footer says)."""
+    from synth.io.shards import read_footer
+
+    done = {p.stem for p in (out / "_completions").glob("*.json")} if out.exists() else set()
+    done |= {p.stem.split("-", 1)[1] for p in list_shards(out) if not p.stem.endswith("-dedup")}
+    for p in (out / "rejects").glob("part-*.parquet") if out.exists() else []:
+        footer = read_footer(p) or {}
+        if footer.get("stats", {}).get("rows") == 0:
+            done.add(p.stem.split("-", 1)[1])
+    return done
 
 
 def _is_shard(p: Path) -> bool:
@@ -152,9 +176,19 @@ def assert_exact(out: Path, expected: dict[str, list[str]]) -> None:
 
 
 def finished_prompts(out: Path, expected: dict[str, list[str]]) -> set[str]:
-    """The prompts all of whose samples are on disk (kept or rejected)."""
-    kept, rejected = check_whole(out)
-    have = set(kept) | set(rejected)
+    """The prompts whose unit was complete (see `complete_units`): finished work, which a
+    resume must not generate again. (A unit cut between its rejects and its kept shard is
+    not finished: its rows are all generated again and overwrite the rejects shard.)"""
+    import pyarrow.parquet as pq
+
+    if not out.exists():
+        return set()
+    units = complete_units(out)
+    have = set()
+    for folder in (out, out / "rejects"):
+        for f in folder.glob("part-*.parquet"):
+            if f.stem.split("-", 1)[1].removesuffix("-dedup") in units or f.stem.endswith("-dedup"):
+                have.update(pq.read_table(f, columns=["id"]).column("id").to_pylist())
     return {p for p, ids in expected.items() if all(i in have for i in ids)}
 
 
