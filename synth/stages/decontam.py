@@ -1,7 +1,7 @@
 """Decontamination: drop rows that overlap an evaluation set, and say which item they overlap.
 
-A row stage in the one contract (a callable over a `pyarrow.Table` returning a Table). The
-evaluation files are read and indexed once, when the stage is built; each batch is then one
+A row stage on `synth.stages.base.Stage` (a callable over a `pyarrow.Table` returning a Table;
+its parameters checked when the pipeline file loads). The evaluation files are read and indexed once, when the stage is built; each batch is then one
 pass over its words.
 
 How a row is matched (the word n-gram test of GPT-3's contamination analysis: Brown et al.

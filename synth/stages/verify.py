@@ -1,6 +1,7 @@
 """Verification stages: wrap `verifiers` and add verdict columns to a batch.
 
-Both are stages in the one contract (a callable over a `pyarrow.Table` returning a Table).
+Both are stages on `synth.stages.base.Stage` (a callable over a `pyarrow.Table` returning a
+Table; parameters checked when the pipeline file loads).
 The reference answer / tests / mode are read from a column of that name when the batch has
 one, else from the row's `meta` JSON (where generation keeps the seed row's other fields, e.g.
 a math problem's `answer` or a code problem's `tests`).
