@@ -83,9 +83,33 @@ class OutputConfig:
     """Where shards go, relative to the working directory; default `out/<name>`."""
 
 
+class ParamError(SynthError):
+    """A parameter value out of range or not an allowed name, raised by a `check()` method of
+    a config or stage-parameter dataclass. `build_params` turns it into one line naming the
+    file (or stage / command), the full key and the fix: `p.yaml: stages[0].quality_filter.groups:
+    unknown group 'gopherr'; did you mean 'gopher'?`."""
+
+    def __init__(self, key: str, message: str):
+        self.key, self.message = key, message
+        super().__init__(self.located())
+
+    def located(self, prefix: str = "") -> str:
+        """`prefix + key` and the message: "groups must be ..." reads on after the key, any
+        other message follows a colon ("groups: unknown group 'x'; ...")."""
+        sep = " " if self.message.startswith("must ") else ": "
+        return f"{prefix}{self.key}{sep}{self.message}"
+
+
+def suggest(value, choices, what: str = "known") -> str:
+    """"did you mean 'x'?" for the closest of `choices`, else "<what>: a, b, c"."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else f"{what}: {', '.join(map(str, choices))}"
+
+
 @dataclass(frozen=True)
 class DedupConfig:
-    """Global dedup over the run's shards once generation is done (duplicates -> rejects/)."""
+    """Global dedup over the run's shards once generation is done (duplicates -> rejects/).
+    The same checks serve the pipeline loader and `synth dedup` (`check`, via `build_params`)."""
 
     method: Literal["exact", "minhash", "semantic"] = "minhash"
     column: str = "response"
@@ -96,6 +120,19 @@ class DedupConfig:
     ngram: int = 5
     quality_column: str | None = None
     """Keep the row with the highest value here in each cluster (then the smallest id)."""
+
+    def check(self) -> None:
+        """The ranges `synth.stages.dedup.dedup_decisions` and `semantic_decisions` accept."""
+        if self.method == "semantic":
+            if not 0 < self.threshold <= 1:
+                raise ParamError("threshold", f"must be in (0, 1] for semantic dedup; got {self.threshold}")
+        elif not 0 < self.threshold < 1:
+            raise ParamError("threshold", f"must be between 0 and 1, exclusive, for {self.method} "
+                             f"dedup (1.0 is allowed with method: semantic); got {self.threshold}")
+        if self.num_perm < 1:
+            raise ParamError("num_perm", f"must be >= 1; got {self.num_perm}")
+        if self.ngram < 1:
+            raise ParamError("ngram", f"must be >= 1; got {self.ngram}")
 
 
 @dataclass(frozen=True)
@@ -292,6 +329,14 @@ def _teachers(raw, top: dict, cfg: PipelineConfig, where: str) -> tuple:
     return tuple(out)
 
 
+def build_params(cls, raw: Any, where: str, prefix: str = ""):
+    """`cls` (a config or stage-parameter dataclass) from a mapping, checked: unknown keys
+    (with a "did you mean"), types, and the dataclass's own `check()` (ranges, allowed names).
+    Errors are one `SynthError` line: `{where}: {prefix}{key} ...`. The pipeline loader and the
+    CLI commands both build parameters through here."""
+    return _build(cls, raw, where, prefix)
+
+
 def _build(cls, raw: Any, where: str, prefix: str):
     if not isinstance(raw, dict):
         raise SynthError(f"{where}: {prefix or 'top level'} must be a mapping, got {type(raw).__name__}")
@@ -311,7 +356,13 @@ def _build(cls, raw: Any, where: str, prefix: str):
                 raise SynthError(f"{where}: missing required key {key!r}")
             continue
         kwargs[name] = _coerce(hints[name], raw[name], where, key)
-    return cls(**kwargs)
+    obj = cls(**kwargs)
+    if hasattr(obj, "check"):
+        try:
+            obj.check()
+        except ParamError as e:
+            raise SynthError(f"{where}: {e.located(prefix)}") from None
+    return obj
 
 
 def _stages(raw, where: str) -> tuple:
@@ -330,10 +381,9 @@ def _stages(raw, where: str) -> tuple:
         else:
             raise SynthError(f"{where}: stages[{i}] must be a stage name or '- name: {{params}}'")
         if name not in STAGES:
-            close = difflib.get_close_matches(str(name), STAGES, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(STAGES)}"
-            raise SynthError(f"{where}: stages[{i}]: unknown stage {name!r}; {hint}")
-        typed = _build(STAGES[name][1], params, where, f"stages[{i}].{name}.")
+            raise SynthError(f"{where}: stages[{i}]: unknown stage {name!r}; {suggest(name, STAGES)}")
+        # the stage's own parameter checks (`check()`), as when the stage is built
+        typed = build_params(STAGES[name][1], params, where, f"stages[{i}].{name}.")
         out.append(StageConfig(name=name, params=dataclasses.asdict(typed)))
     return tuple(out)
 
@@ -439,8 +489,6 @@ def _check_values(cfg: PipelineConfig, where: str, prefix: str = "", require_pro
         bad("sampling.temperature", "must be >= 0")
     if not 0 <= s.logprobs <= 20:
         bad("sampling.logprobs", "must be between 0 and 20")
-    if cfg.dedup is not None and not 0 < cfg.dedup.threshold <= 1:
-        bad("dedup.threshold", "must be in (0, 1]")
 
 
 def _local_path(value, base: Path, where: str, key: str) -> tuple[Path, bool]:

@@ -122,3 +122,67 @@ def test_decontam_paths_relative_to_pipeline(tmp_path):
     p = _write(tmp_path, BASE + "stages:\n  - decontam: {against: [evals/missing.jsonl]}\n")
     with pytest.raises(SynthError, match="stages\\[0\\].decontam.against.*missing.jsonl"):
         load_pipeline(p)
+
+
+# Stage and dedup parameters are checked when the file loads, by the code that builds the
+# stage (and that `synth filter` / `synth dedup` use): one line, the file, the full key, the fix.
+STAGE_BAD = [
+    ("stages:\n  - quality_filter: {groups: [gen, gopherr]}\n",
+     "stages[0].quality_filter.groups: unknown group 'gopherr'; did you mean 'gopher'?"),
+    ("stages:\n  - quality_filter: {disable: [gen.refusl]}\n",
+     "stages[0].quality_filter.disable: unknown reason 'gen.refusl'; did you mean 'gen.refusal'?"),
+    ("stages:\n  - quality_filter: {thresholds: {gopher.min_wrods: 5}}\n",
+     "stages[0].quality_filter.thresholds: unknown threshold 'gopher.min_wrods'; did you mean 'gopher.min_words'?"),
+    ("stages:\n  - quality_filter: {groups: [1]}\n", "stages[0].quality_filter.groups must be a list of names"),
+    ("stages:\n  - rephrase_clean: {style: rephrase_wiki}\n",
+     "stages[0].rephrase_clean.style: unknown style 'rephrase_wiki'; did you mean 'rephrase_wikipedia'?"),
+    ("stages:\n  - rephrase_clean: {max_copy_fraction: 0}\n", "stages[0].rephrase_clean.max_copy_fraction must be in (0, 1]"),
+    ("stages:\n  - verify_math: {}\n  - verify_code: {mode: stdin}\n", "stages[1].verify_code.mode must be assert or stdio"),
+    ("stages:\n  - verify_code: {timeout: 0}\n", "stages[0].verify_code.timeout must be > 0"),
+    ("stages:\n  - verify_math: {majority_min_fraction: 1.5}\n", "stages[0].verify_math.majority_min_fraction must be in [0, 1)"),
+    ("stages:\n  - decontam: {}\n", "stages[0].decontam.against: no evaluation files"),
+    ("stages:\n  - decontam: {against: [e.jsonl], ngram: 0}\n", "stages[0].decontam.ngram must be >= 1; got 0"),
+    ("dedup: {threshold: 1.0}\n", "dedup.threshold must be between 0 and 1, exclusive, for minhash dedup"),
+    ("dedup: {method: exact, threshold: 0}\n", "dedup.threshold must be between 0 and 1, exclusive, for exact"),
+    ("dedup: {method: semantic, threshold: 1.5}\n", "dedup.threshold must be in (0, 1] for semantic dedup"),
+    ("dedup: {ngram: 0}\n", "dedup.ngram must be >= 1; got 0"),
+    ("dedup: {num_perm: 0}\n", "dedup.num_perm must be >= 1; got 0"),
+    ("dedup: {shingle: token}\n", "dedup.shingle must be one of word, char"),
+]
+
+
+@pytest.mark.parametrize("text,fragment", STAGE_BAD, ids=[f"stage_bad{i}" for i in range(len(STAGE_BAD))])
+def test_bad_stage_and_dedup_params_fail_at_load(tmp_path, text, fragment):
+    p = _write(tmp_path, BASE + text)
+    with pytest.raises(SynthError) as e:
+        load_pipeline(p)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{p}: "), msg
+    assert fragment in msg, (fragment, msg)
+
+
+def test_semantic_dedup_allows_threshold_one(tmp_path):
+    cfg = load_pipeline(_write(tmp_path, BASE + "dedup: {method: semantic, threshold: 1}\n"))
+    assert cfg.dedup.threshold == 1.0
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["filter", "IN", "OUT", "--groups", "gen,gopherr"],
+     "synth filter: groups: unknown group 'gopherr'; did you mean 'gopher'?"),
+    (["dedup", "IN", "OUT", "--threshold", "1.0"],
+     "synth dedup: threshold must be between 0 and 1, exclusive, for minhash dedup"),
+    (["dedup", "IN", "OUT", "--ngram", "0"], "synth dedup: ngram must be >= 1"),
+    (["dedup", "IN", "OUT", "--method", "fuzzy"], "synth dedup: method must be one of exact, minhash, semantic"),
+])
+def test_cli_options_use_the_loader_checks(tmp_path, argv, fragment):
+    """The CLI rejects the same values with the same words, before it reads IN (which does
+    not exist here) or starts Ray."""
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
+    argv = [str(tmp_path / a) if a in ("IN", "OUT") else a for a in argv]
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2, r.output
+    assert fragment in r.output, r.output
+    assert not (tmp_path / "OUT").exists()

@@ -106,9 +106,11 @@ def filter_(
     with user_errors():
         from synth.stages.filters import QualityFilter
 
-        col = pick_column(in_path, column, skip_bad_inputs)
-        params = dict(text_column=col, groups=[g.strip() for g in groups.split(",") if g.strip()],
+        params = dict(groups=[g.strip() for g in groups.split(",") if g.strip()],
                       require_final_answer=require_final_answer, min_words=min_words)
+        QualityFilter.validate(params, "synth filter")  # the pipeline loader's check, before reading IN
+        col = pick_column(in_path, column, skip_bad_inputs)
+        params = dict(text_column=col, **params)
         run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
                   skip_bad=skip_bad_inputs)
 
@@ -125,8 +127,10 @@ def decontam(
     with user_errors():
         from synth.stages.decontam import Decontam
 
+        params = dict(against=[str(a) for a in against], ngram=ngram)
+        Decontam.validate(params, "synth decontam")  # the pipeline loader's check, before reading IN
         col = pick_column(in_path, column, skip_bad_inputs)
-        params = dict(against=[str(a) for a in against], text_column=col, ngram=ngram)
+        params = dict(text_column=col, **params)
         run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
                   skip_bad=skip_bad_inputs)
 
@@ -148,16 +152,18 @@ def dedup(
 ) -> None:
     """Exact, MinHash-LSH or semantic dedup; every row gets its cluster id, duplicates go to rejects/."""
     with user_errors():
-        from synth.stages.apply import check_inputs
-        from synth.stages.dedup_apply import ApplyDecisions
+        import dataclasses
 
-        if method not in ("exact", "minhash", "semantic"):
-            raise SynthError(f"--method must be exact, minhash or semantic, got {method!r}")
-        if not 0 < threshold <= 1:
-            raise SynthError("--threshold must be in (0, 1]")
-        if shingle not in ("word", "char"):
-            raise SynthError("--shingle must be word or char")
+        from synth.config import DedupConfig, build_params
+        from synth.stages.apply import check_inputs
+        from synth.stages.dedup_apply import ApplyDecisions, decisions_for
+
+        # the same checks as a pipeline file's dedup block
+        d = build_params(DedupConfig, dict(method=method, threshold=threshold, num_perm=num_perm,
+                                           shingle=shingle, ngram=ngram, quality_column=quality_column),
+                         "synth dedup")
         col = pick_column(in_path, column, skip_bad_inputs)
+        d = dataclasses.replace(d, column=col)
         # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
         skipped: list[dict] = []
         files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
@@ -169,17 +175,7 @@ def dedup(
 
             init_ray(address or os.environ.get("RAY_ADDRESS") or None)
         with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):
-            if method == "semantic":
-                from synth.stages.semantic import semantic_decisions
-
-                decisions = semantic_decisions(files, column=col, threshold=threshold,
-                                               quality_column=quality_column)
-            else:
-                from synth.stages.dedup import dedup_decisions
-
-                decisions = dedup_decisions(files, method=method, column=col, threshold=threshold,
-                                            num_perm=num_perm, shingle=shingle, ngram=ngram,
-                                            quality_column=quality_column)
+            decisions = decisions_for(files, d)
         params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
                       shingle=shingle, ngram=ngram, quality_column=quality_column)
         run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],

@@ -1,7 +1,7 @@
 """Decontamination: drop rows that overlap an evaluation set, and say which item they overlap.
 
-A row stage in the one contract (a callable over a `pyarrow.Table` returning a Table). The
-evaluation files are read and indexed once, when the stage is built; each batch is then one
+A row stage on `synth.stages.base.Stage` (a callable over a `pyarrow.Table` returning a Table;
+its parameters checked when the pipeline file loads). The evaluation files are read and indexed once, when the stage is built; each batch is then one
 pass over its words.
 
 How a row is matched (the word n-gram test of GPT-3's contamination analysis: Brown et al.
@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from synth.errors import SynthError
+from synth.stages.base import ParamError, Result, Stage
 
 REASON = "decontam"
 MATCH_COLUMN = "decontam_match"
@@ -58,6 +59,15 @@ class DecontamParams:
     eval_id_field: str = "id"
     ngram: int = 13
     min_matches: int = 1
+
+    def check(self) -> None:
+        if not self.against:
+            raise ParamError("against", "no evaluation files; set against: [path.jsonl, ...]")
+        if not self.eval_text_fields:
+            raise ParamError("eval_text_fields", "must name at least one field")
+        for key in ("ngram", "min_matches"):
+            if getattr(self, key) < 1:
+                raise ParamError(key, f"must be >= 1; got {getattr(self, key)}")
 
 
 def normalize(text: str | None) -> list[str]:
@@ -132,30 +142,29 @@ def _read_parquet(p: Path, text_fields: list, id_field: str) -> list[tuple[int, 
     return list(enumerate(rows, 1))
 
 
-class Decontam:
+class Decontam(Stage):
+    name = "decontam"
+    Params = DecontamParams
+    reasons = (REASON,)
+    skip_rejected = True  # a row rejected before keeps its reason and its decontam_match
+
     def __init__(self, **params):
-        self.p = DecontamParams(**params)
-        if not self.p.against:
-            raise SynthError("decontam: no evaluation files; set against: [path.jsonl, ...]")
-        if self.p.ngram < 1:
-            raise SynthError(f"decontam: ngram must be >= 1, got {self.p.ngram}")
-        if self.p.min_matches < 1:
-            raise SynthError(f"decontam: min_matches must be >= 1, got {self.p.min_matches}")
+        super().__init__(**params)
         # Items are numbered in load order, so "first matched" is the smallest number.
         self.labels: list[str] = []  # item number -> "file_name:item_id"
         self.required: list[int] = []  # item number -> distinct shared grams needed
         self.index: dict[str, list[int]] = {}  # " ".join(words) -> item numbers
         lengths = set()
-        for path in self.p.against:
-            for item_id, text in read_eval_items(path, self.p.eval_text_fields, self.p.eval_id_field):
+        for path in self.params.against:
+            for item_id, text in read_eval_items(path, self.params.eval_text_fields, self.params.eval_id_field):
                 words = normalize(text)
                 if not words:
                     continue
                 k = len(self.labels)
                 self.labels.append(f"{Path(path).name}:{item_id}")
-                n = min(len(words), self.p.ngram)
+                n = min(len(words), self.params.ngram)
                 grams = {" ".join(words[i:i + n]) for i in range(len(words) - n + 1)}
-                self.required.append(min(self.p.min_matches, len(grams)))
+                self.required.append(min(self.params.min_matches, len(grams)))
                 for g in grams:
                     self.index.setdefault(g, []).append(k)
                 lengths.add(n)
@@ -175,26 +184,15 @@ class Decontam:
         hits = [k for k, c in counts.items() if c >= self.required[k]]
         return self.labels[min(hits)] if hits else None
 
-    def __call__(self, batch):
+    def compute(self, batch) -> Result:
         import pyarrow as pa
 
-        if self.p.text_column not in batch.column_names:
-            raise SynthError(f"decontam: no column {self.p.text_column!r} "
+        if self.params.text_column not in batch.column_names:
+            raise SynthError(f"decontam: no column {self.params.text_column!r} "
                              f"(columns: {', '.join(batch.column_names)}); set text_column")
-        cols = [self.p.text_column] + [c for c in self.p.also_columns
-                                       if c in batch.column_names and c != self.p.text_column]
+        cols = [self.params.text_column] + [c for c in self.params.also_columns
+                                       if c in batch.column_names and c != self.params.text_column]
         values = [batch.column(c).to_pylist() for c in cols]
-        prior = (batch.column("reject_reason").to_pylist() if "reject_reason" in batch.column_names
-                 else [None] * batch.num_rows)
-        earlier = (batch.column(MATCH_COLUMN).to_pylist() if MATCH_COLUMN in batch.column_names
-                   else [None] * batch.num_rows)
-        matches, reasons = [], []
-        for r, before in enumerate(prior):
-            m = earlier[r] if before is not None else self.match([v[r] for v in values])
-            matches.append(m)
-            reasons.append(before if before is not None else (REASON if m else None))
-        from synth.io.shards import with_columns
-
-        return with_columns(batch, {MATCH_COLUMN: (matches, pa.string()),
-                                    "reject_reason": (reasons, pa.string())})
-
+        matches = [self.match([v[r] for v in values]) for r in range(batch.num_rows)]
+        return Result({MATCH_COLUMN: (matches, pa.string())},
+                      [REASON if m else None for m in matches])

@@ -8,13 +8,28 @@ per input id: `id`, `cluster_id`, `keep`, `reason`, `duplicate_of`. Every output
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from synth.errors import SynthError
+from synth.stages.base import Result, Stage
+from synth.stages.dedup import REASON_EXACT, REASON_MINHASH
+from synth.stages.semantic import REASON as REASON_SEMANTIC
 
 
-class ApplyDecisions:
+@dataclass(frozen=True)
+class ApplyDecisionsParams:
+    id_column: str = "id"
+
+
+class ApplyDecisions(Stage):
+    name = "apply_dedup"
+    Params = ApplyDecisionsParams
+    reasons = (REASON_EXACT, REASON_MINHASH, REASON_SEMANTIC)
+    skip_rejected = False  # every row gets its cluster_id
+
     def __init__(self, decisions, id_column: str = "id"):
+        super().__init__(id_column=id_column)
         cols = decisions.to_pydict()
         self.by_id = {
             i: (c, k, r, d)
@@ -23,25 +38,20 @@ class ApplyDecisions:
         }
         self.id_column = id_column
 
-    def __call__(self, table):
+    def compute(self, table) -> Result:
         import pyarrow as pa
 
         if self.id_column not in table.column_names:
             raise SynthError(f"no id column {self.id_column!r} (columns: {', '.join(table.column_names)})")
         ids = table.column(self.id_column).to_pylist()
         cluster, dup, reasons = [], [], []
-        prior = (table.column("reject_reason").to_pylist() if "reject_reason" in table.column_names
-                 else [None] * table.num_rows)
-        for i, before in zip(ids, prior):
+        for i in ids:
             c, keep, reason, d = self.by_id.get(str(i), (str(i), True, None, None))
             cluster.append(c)
             dup.append(d)
-            reasons.append(before if before is not None else (None if keep else reason))
-        from synth.io.shards import with_columns
-
-        return with_columns(table, {"cluster_id": (cluster, pa.string()),
-                                    "duplicate_of": (dup, pa.string()),
-                                    "reject_reason": (reasons, pa.string())})
+            reasons.append(None if keep else reason)
+        return Result({"cluster_id": (cluster, pa.string()), "duplicate_of": (dup, pa.string())},
+                      reasons)
 
 
 def decisions_for(files, d) -> "object":

@@ -42,7 +42,6 @@ What is covered / what is not covered:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import string
 from collections import Counter
@@ -51,6 +50,7 @@ from functools import lru_cache
 from typing import Callable
 
 from synth.errors import SynthError
+from synth.stages.base import ParamError, Result, Stage, check_names, suggest
 
 __all__ = [
     "C4Thresholds", "FilterConfig", "FineWebThresholds", "GenThresholds", "GopherRepThresholds",
@@ -204,6 +204,11 @@ class QualityFilterParams:
     """Reasons to skip, e.g. ["c4.terminal_punct"]."""
     thresholds: dict = field(default_factory=dict)
     """Overrides, "group.field" -> value, e.g. {"gopher.min_words": 20}."""
+
+    def check(self) -> None:
+        check_names("groups", self.groups, GROUPS, "group")
+        check_names("disable", self.disable, REASONS, "reason")
+        build_config(self)  # the threshold overrides: known keys, right types
 
 
 # --------------------------------------------------------------------------- text helpers
@@ -602,25 +607,27 @@ def _coerce(key: str, default, value):
         value = tuple(value) if ok else value
     if not ok:
         want = "a list of strings" if isinstance(default, tuple) else type(default).__name__
-        raise SynthError(f"quality_filter: thresholds[{key!r}] must be {want}; got {value!r}")
+        raise ParamError("thresholds", f"{key!r} must be {want}; got {value!r}")
     return value
 
 
 def build_config(params: QualityFilterParams) -> FilterConfig:
-    """Thresholds with the overrides applied. Unknown keys and wrong types are a SynthError."""
+    """Thresholds with the overrides applied. Unknown keys and wrong types are a ParamError
+    (a SynthError) on `thresholds`."""
     overrides: dict[str, dict] = {g: {} for g in _THRESHOLD_CLASSES}
     for key, value in (params.thresholds or {}).items():
         key = str(key)
         if key in _PARAM_FIELDS:
-            raise SynthError(f"quality_filter: set {_PARAM_FIELDS[key]!r} as a parameter, "
+            raise ParamError("thresholds", f"set {_PARAM_FIELDS[key]!r} as a parameter, "
                              f"not as thresholds[{key!r}]")
         group, _, name = key.partition(".")
         cls = _THRESHOLD_CLASSES.get(group)
         names = {f.name: f for f in dataclasses.fields(cls)} if cls else {}
         if name not in names:
-            close = difflib.get_close_matches(key, _known_keys(), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "keys are 'group.field', e.g. 'gopher.min_words'"
-            raise SynthError(f"quality_filter: unknown threshold {key!r}; {hint}")
+            hint = suggest(key, _known_keys())
+            if not hint.startswith("did you mean"):
+                hint = "keys are 'group.field', e.g. 'gopher.min_words'"
+            raise ParamError("thresholds", f"unknown threshold {key!r}; {hint}")
         overrides[group][name] = _coerce(key, names[name].default, value)
     overrides["gen"].update(min_words=params.min_words, require_final_answer=params.require_final_answer)
     return FilterConfig(**{g: cls(**overrides[g]) for g, cls in _THRESHOLD_CLASSES.items()})
@@ -629,36 +636,18 @@ def build_config(params: QualityFilterParams) -> FilterConfig:
 # --------------------------------------------------------------------------- the stage
 
 
-def _str_list(value, name: str) -> list[str]:
-    """A list of names; a single string is a list of one."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise SynthError(f"quality_filter: {name} must be a list of names; got {value!r}")
-    return list(value)
-
-
-class QualityFilter:
+class QualityFilter(Stage):
     """`QualityFilter(**params)(table) -> table` with a `reject_reason` column (null = kept)."""
 
+    name = "quality_filter"
+    Params = QualityFilterParams
+    reasons = tuple(REASONS)
+    skip_rejected = True
+
     def __init__(self, **params):
-        self.p = QualityFilterParams(**params)
-        groups = _str_list(self.p.groups, "groups")
-        disable = _str_list(self.p.disable, "disable")
-        for g in groups:
-            if g not in GROUPS:
-                raise SynthError(f"quality_filter: unknown group {g!r}; groups: {', '.join(GROUPS)}")
-        for r in disable:
-            if r not in REASONS:
-                close = difflib.get_close_matches(str(r), REASONS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "see synth.stages.filters.REASONS"
-                raise SynthError(f"quality_filter: cannot disable unknown reason {r!r}; {hint}")
-        if isinstance(self.p.min_words, bool) or not isinstance(self.p.min_words, int):
-            raise SynthError(f"quality_filter: min_words must be an integer; got {self.p.min_words!r}")
-        if not isinstance(self.p.thresholds, dict):
-            raise SynthError(f"quality_filter: thresholds must be a mapping 'group.field: value'; "
-                             f"got {self.p.thresholds!r}")
-        self.cfg = build_config(self.p)
+        super().__init__(**params)
+        self.cfg = build_config(self.params)
+        groups, disable = self.params.groups, self.params.disable
         self.rules = [fn for reason, fn in RULES
                       if reason.split(".")[0] in groups and reason not in disable]
 
@@ -673,33 +662,22 @@ class QualityFilter:
                 return reason
         return None
 
-    def __call__(self, table):
+    def compute(self, batch) -> Result:
         import pyarrow as pa
 
-        col = self.p.text_column
-        if col not in table.column_names:
-            raise SynthError(f"quality_filter: no column {col!r}; columns: {', '.join(table.column_names)}")
-        typ = table.schema.field(col).type
+        col = self.params.text_column
+        if col not in batch.column_names:
+            raise SynthError(f"quality_filter: no column {col!r}; columns: {', '.join(batch.column_names)}")
+        typ = batch.schema.field(col).type
         if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
             raise SynthError(f"quality_filter: column {col!r} must hold text; it is {typ}")
-        n = table.num_rows
-        prior = (table.column("reject_reason").to_pylist() if "reject_reason" in table.column_names
-                 else [None] * n)
         # The row passed to rules: the flat columns (see the module docstring).
-        flat = [f.name for f in table.schema if not pa.types.is_nested(f.type)]
-        values = [table.column(c).to_pylist() for c in flat]
-        texts = table.column(col).to_pylist()
-        reasons = []
-        for i in range(n):
-            if prior[i] is not None:
-                reasons.append(str(prior[i]))
-                continue
-            row = {c: v[i] for c, v in zip(flat, values)}
-            reasons.append(self.check(texts[i], row))
-        arr = pa.array(reasons, type=pa.string())
-        if "reject_reason" in table.column_names:
-            return table.set_column(table.column_names.index("reject_reason"), "reject_reason", arr)
-        return table.append_column("reject_reason", arr)
+        flat = [f.name for f in batch.schema if not pa.types.is_nested(f.type)]
+        values = [batch.column(c).to_pylist() for c in flat]
+        texts = batch.column(col).to_pylist()
+        reasons = [self.check(texts[i], {c: v[i] for c, v in zip(flat, values)})
+                   for i in range(batch.num_rows)]
+        return Result(reasons=reasons)
 
 
 def reason_counts(table) -> dict[str, int]:

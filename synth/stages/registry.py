@@ -1,6 +1,11 @@
 """The one table that maps stage names, as written in pipeline files, to the stage class and
 the dataclass of its parameters. Stages run on every generated batch, in the listed order.
 
+Every class is a `synth.stages.base.Stage` whose `Params` is the second entry: the pipeline
+loader checks a stage's parameters with it (`synth.config.build_params`) before any work
+starts, and `cls(**params)` is a callable `pyarrow.Table -> pyarrow.Table` (Ray Data's
+`map_batches` builds one per actor; a stateful stage loads in `__init__`).
+
 No import-time registration: adding a stage means adding a line here.
 """
 

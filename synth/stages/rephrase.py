@@ -41,12 +41,12 @@ What is covered / what is not covered:
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from dataclasses import dataclass, field
 
 from synth.errors import SynthError
+from synth.stages.base import ParamError, Result, Stage, check_names
 
 STYLES = ("rephrase_wikipedia", "rephrase_qa", "rephrase_distill", "rephrase_extract", "rephrase_list")
 REASONS = ("rephrase.empty", "rephrase.echo_prompt", "rephrase.copy", "rephrase.truncated",
@@ -67,6 +67,18 @@ class RephraseCleanParams:
     max_copy_fraction: float = 0.9
     disable: list = field(default_factory=list)
     """Reasons not to check, e.g. [rephrase.copy]."""
+
+    def check(self) -> None:
+        if self.style is not None:
+            check_names("style", self.style, STYLES, "style")
+        check_names("disable", self.disable, REASONS, "reason")
+        if not 0 <= self.min_keep_fraction <= 1:
+            raise ParamError("min_keep_fraction", f"must be in [0, 1]; got {self.min_keep_fraction}")
+        if not 0 < self.max_copy_fraction <= 1:
+            raise ParamError("max_copy_fraction", f"must be in (0, 1]; got {self.max_copy_fraction}")
+        for key in ("echo_ngram", "copy_ngram"):
+            if getattr(self, key) < 1:
+                raise ParamError(key, f"must be >= 1; got {getattr(self, key)}")
 
 
 # --------------------------------------------------------------------------- patterns
@@ -297,46 +309,38 @@ def copy_fraction(text: str, seed: str, n: int) -> float:
 # --------------------------------------------------------------------------- the stage
 
 
-class RephraseClean:
+class RephraseClean(Stage):
     """`RephraseClean(**params)(table) -> table` with `text`, `rephrase_edits` and
-    `reject_reason` (null = kept). Rows already rejected keep their reason."""
+    `reject_reason` (null = kept). Rows already rejected keep their reason (and are still
+    cleaned: every row gets its `text`)."""
+
+    name = "rephrase_clean"
+    Params = RephraseCleanParams
+    reasons = REASONS
+    skip_rejected = False
 
     def __init__(self, **params):
-        self.p = RephraseCleanParams(**params)
-        if self.p.style is not None and self.p.style not in STYLES:
-            close = difflib.get_close_matches(str(self.p.style), STYLES, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"styles: {', '.join(STYLES)}"
-            raise SynthError(f"rephrase_clean: unknown style {self.p.style!r}; {hint}")
-        disable = [self.p.disable] if isinstance(self.p.disable, str) else list(self.p.disable)
-        for r in disable:
-            if r not in REASONS:
-                close = difflib.get_close_matches(str(r), REASONS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"reasons: {', '.join(REASONS)}"
-                raise SynthError(f"rephrase_clean: cannot disable unknown reason {r!r}; {hint}")
-        if not 0 <= self.p.min_keep_fraction <= 1 or not 0 < self.p.max_copy_fraction <= 1:
-            raise SynthError("rephrase_clean: min_keep_fraction must be in [0, 1] and "
-                             "max_copy_fraction in (0, 1]")
-        if self.p.echo_ngram < 1 or self.p.copy_ngram < 1:
-            raise SynthError("rephrase_clean: echo_ngram and copy_ngram must be >= 1")
-        self.disabled = set(disable)
+        super().__init__(**params)
+        disable = self.params.disable
+        self.disabled = set([disable] if isinstance(disable, str) else disable)
 
     def check(self, response: str | None, row: dict) -> tuple[str, list[str], str | None]:
         """(text, edits, reject reason or None) for one reply; `row` has task, finish_reason,
         seed_text and messages when the table does."""
-        style = self.p.style or row.get("task")
+        style = self.params.style or row.get("task")
         style = style if style in STYLES else None
         text, edits = clean(response or "")
         on = lambda r: r not in self.disabled  # noqa: E731
         if not text.strip():
             return text, edits, "rephrase.empty" if on("rephrase.empty") else None
         if on("rephrase.echo_prompt") and echoes(
-                text, instructions(row.get("messages"), row.get("seed_text")), self.p.echo_ngram):
+                text, instructions(row.get("messages"), row.get("seed_text")), self.params.echo_ngram):
             return text, edits, "rephrase.echo_prompt"
         if on("rephrase.copy") and copy_fraction(text, row.get("seed_text") or "",
-                                                 self.p.copy_ngram) >= self.p.max_copy_fraction:
+                                                 self.params.copy_ngram) >= self.params.max_copy_fraction:
             return text, edits, "rephrase.copy"
         if row.get("finish_reason") == "length":
-            trimmed = trim_truncated(text, style, self.p.min_keep_fraction)
+            trimmed = trim_truncated(text, style, self.params.min_keep_fraction)
             if trimmed is None:
                 if on("rephrase.truncated"):
                     return text, edits, "rephrase.truncated"
@@ -349,25 +353,22 @@ class RephraseClean:
             return text, edits, "rephrase.no_list_items"
         return text, edits, None
 
-    def __call__(self, table):
+    def compute(self, table) -> Result:
         import pyarrow as pa
 
-        from synth.io.shards import with_columns
-
-        col = self.p.response_column
+        col = self.params.response_column
         if col not in table.column_names:
             raise SynthError(f"rephrase_clean: no column {col!r}; columns: {', '.join(table.column_names)}")
         n = table.num_rows
         get = lambda c: table.column(c).to_pylist() if c in table.column_names else [None] * n  # noqa: E731
         responses = get(col)
         info = {c: get(c) for c in ("task", "finish_reason", "seed_text", "messages")}
-        prior = get("reject_reason")
         texts, edits, reasons = [], [], []
         for i in range(n):
             text, ed, why = self.check(responses[i], {c: v[i] for c, v in info.items()})
             texts.append(text)
             edits.append(",".join(ed) or None)
-            reasons.append(prior[i] if prior[i] is not None else why)
-        return with_columns(table, {self.p.text_column: (texts, pa.string()),
-                                    "rephrase_edits": (edits, pa.string()),
-                                    "reject_reason": (reasons, pa.string())})
+            reasons.append(why)
+        return Result(columns={self.params.text_column: (texts, pa.string()),
+                               "rephrase_edits": (edits, pa.string())},
+                      reasons=reasons)

@@ -1,6 +1,7 @@
 """Verification stages: wrap `verifiers` and add verdict columns to a batch.
 
-Both are stages in the one contract (a callable over a `pyarrow.Table` returning a Table).
+Both are stages on `synth.stages.base.Stage` (a callable over a `pyarrow.Table` returning a
+Table; parameters checked when the pipeline file loads).
 The reference answer / tests / mode are read from a column of that name when the batch has
 one, else from the row's `meta` JSON (where generation keeps the seed row's other fields, e.g.
 a math problem's `answer` or a code problem's `tests`).
@@ -35,7 +36,7 @@ import re
 from dataclasses import dataclass, field
 
 from synth.errors import SynthError
-from synth.io.shards import with_columns
+from synth.stages.base import ParamError, Result, Stage, check_names
 
 
 MATH_VERDICTS = ("correct", "incorrect", "unverifiable")
@@ -57,6 +58,14 @@ class VerifyMathParams:
     group_column: str = "prompt_id"
     """Rows sharing this value are samples of one problem (for the majority vote)."""
 
+    def check(self) -> None:
+        check_names("drop", self.drop, MATH_VERDICTS, "verdict")
+        _positive("timeout", self.timeout)
+        if self.majority_min_votes < 1:
+            raise ParamError("majority_min_votes", f"must be >= 1; got {self.majority_min_votes}")
+        if not 0 <= self.majority_min_fraction < 1:
+            raise ParamError("majority_min_fraction", f"must be in [0, 1); got {self.majority_min_fraction}")
+
 
 @dataclass(frozen=True)
 class VerifyCodeParams:
@@ -73,24 +82,26 @@ class VerifyCodeParams:
     """The response holds its own assert tests (template `code_solution_tests`): top-level
     asserts are taken out of the program, and run as the tests when the problem has none."""
 
-
-def _check_drop(stage: str, drop, allowed: tuple) -> list[str]:
-    if isinstance(drop, str):
-        drop = [drop]
-    if not isinstance(drop, (list, tuple)):
-        raise SynthError(f"{stage}: drop must be a list of verdicts ({', '.join(allowed)}); got {drop!r}")
-    for v in drop:
-        if v not in allowed:
-            raise SynthError(f"{stage}: drop: unknown verdict {v!r}; verdicts: {', '.join(allowed)}")
-    return list(drop)
+    def check(self) -> None:
+        if self.mode not in ("assert", "stdio"):
+            raise ParamError("mode", f"must be assert or stdio; got {self.mode!r}")
+        check_names("drop", self.drop, CODE_VERDICTS, "verdict")
+        _positive("timeout", self.timeout)
+        if self.memory_mb < 1:
+            raise ParamError("memory_mb", f"must be >= 1; got {self.memory_mb}")
 
 
-def reject_reasons(batch, verdicts: list[str], drop: list[str], prefix: str) -> list:
-    """`reject_reason` after dropping `drop` verdicts: earlier reasons win."""
-    prior = (batch.column("reject_reason").to_pylist() if "reject_reason" in batch.column_names
-             else [None] * batch.num_rows)
-    return [p if p is not None else (f"{prefix}.{v}" if v in drop else None)
-            for p, v in zip(prior, verdicts)]
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ParamError(key, f"must be > 0; got {value}")
+
+
+def _drop_reasons(verdicts: list[str], drop: list[str], prefix: str) -> list | None:
+    """`<prefix>.<verdict>` for rows whose verdict is in `drop`; None (no `reject_reason`
+    column set) when nothing is dropped."""
+    if not drop:
+        return None
+    return [f"{prefix}.{v}" if v in drop else None for v in verdicts]
 
 
 def field_values(batch, column: str) -> list:
@@ -109,38 +120,43 @@ def field_values(batch, column: str) -> list:
                      f"columns: {', '.join(batch.column_names)}")
 
 
-class VerifyMath:
-    def __init__(self, **params):
-        self.p = VerifyMathParams(**params)
-        self.drop = _check_drop("verify_math", self.p.drop, MATH_VERDICTS)
+class VerifyMath(Stage):
+    name = "verify_math"
+    Params = VerifyMathParams
+    reasons = tuple(f"math.{v}" for v in MATH_VERDICTS)
+    skip_rejected = False  # every sample is verified, so pass@k sees them all
 
-    def __call__(self, batch):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.drop = check_names("drop", self.params.drop, MATH_VERDICTS, "verdict")
+
+    def compute(self, batch) -> Result:
         import pyarrow as pa
 
         from verifiers.math import check_math_batch
 
-        responses = ["" if r is None else str(r) for r in field_values(batch, self.p.response_column)]
-        references = [None if g is None else str(g) for g in field_values(batch, self.p.reference_column)]
+        responses = ["" if r is None else str(r) for r in field_values(batch, self.params.response_column)]
+        references = [None if g is None else str(g) for g in field_values(batch, self.params.reference_column)]
         labels = ["reference" if g is not None else None for g in references]
         no_majority = set()
-        if self.p.majority and any(g is None for g in references):
+        if self.params.majority and any(g is None for g in references):
             groups = self._groups(batch, [i for i, g in enumerate(references) if g is None])
             for rows in groups:
-                winner = majority_answer([responses[i] for i in rows], self.p.majority_min_votes,
-                                         self.p.majority_min_fraction, self.p.timeout)
+                winner = majority_answer([responses[i] for i in rows], self.params.majority_min_votes,
+                                         self.params.majority_min_fraction, self.params.timeout)
                 for i in rows:
                     if winner is None:
                         no_majority.add(i)
                     else:
                         references[i], labels[i] = winner, "majority"
         results = check_math_batch([(r, g or "") for r, g in zip(responses, references)],
-                                   timeout=self.p.timeout)
+                                   timeout=self.params.timeout)
         verdicts = [res.verdict if g is not None else "unverifiable" for res, g in zip(results, references)]
         reasons = []
         for i, (res, g, lab) in enumerate(zip(results, references, labels)):
             if g is None:
                 reasons.append("no majority answer among the samples" if i in no_majority
-                               else f"no reference ({self.p.reference_column})")
+                               else f"no reference ({self.params.reference_column})")
             else:
                 reasons.append(res.reason if lab == "reference" else f"vs majority answer {g}: {res.reason}")
         columns = {
@@ -149,13 +165,11 @@ class VerifyMath:
             "math_reason": (reasons, pa.string()),
             "math_label": (labels, pa.string()),
         }
-        if self.drop:
-            columns["reject_reason"] = (reject_reasons(batch, verdicts, self.drop, "math"), pa.string())
-        return with_columns(batch, columns)
+        return Result(columns, _drop_reasons(verdicts, self.drop, "math"))
 
     def _groups(self, batch, rows: list[int]) -> list[list[int]]:
         """Rows (of those given) grouped by `group_column`, each group checked to be whole."""
-        col = self.p.group_column
+        col = self.params.group_column
         if col not in batch.column_names:
             raise SynthError(f"verify_math: majority needs a {col!r} column to group a problem's "
                              f"samples; columns: {', '.join(batch.column_names)}")
@@ -277,26 +291,29 @@ def _parsable_start(block: str, max_drop: int = 20) -> str:
     return block
 
 
-class VerifyCode:
-    def __init__(self, **params):
-        self.p = VerifyCodeParams(**params)
-        if self.p.mode not in ("assert", "stdio"):
-            raise SynthError(f"verify_code: mode must be assert or stdio, got {self.p.mode!r}")
-        self.drop = _check_drop("verify_code", self.p.drop, CODE_VERDICTS)
+class VerifyCode(Stage):
+    name = "verify_code"
+    Params = VerifyCodeParams
+    reasons = tuple(f"code.{v}" for v in CODE_VERDICTS)
+    skip_rejected = False  # every sample is run, so pass@k sees them all
 
-    def __call__(self, batch):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.drop = check_names("drop", self.params.drop, CODE_VERDICTS, "verdict")
+
+    def compute(self, batch) -> Result:
         import pyarrow as pa
 
         from verifiers.code import check_code_batch
 
-        responses = field_values(batch, self.p.response_column)
-        tests = field_values(batch, self.p.tests_column)
+        responses = field_values(batch, self.params.response_column)
+        tests = field_values(batch, self.params.tests_column)
         try:
-            modes = field_values(batch, self.p.mode_column)
+            modes = field_values(batch, self.params.mode_column)
         except SynthError:
             modes = [None] * batch.num_rows
         sources = ["problem" if t is not None else None for t in tests]
-        if self.p.self_tests:
+        if self.params.self_tests:
             programs = []
             for i, r in enumerate(responses):
                 prog, own = split_self_tests(r or "")
@@ -308,11 +325,11 @@ class VerifyCode:
         items, index = [], []
         for i, (prog, t, m) in enumerate(zip(programs, tests, modes)):
             if prog is not None and t is not None:
-                items.append({"program": prog, "tests": t, "mode": m or self.p.mode,
-                              "timeout": self.p.timeout, "memory_mb": self.p.memory_mb})
+                items.append({"program": prog, "tests": t, "mode": m or self.params.mode,
+                              "timeout": self.params.timeout, "memory_mb": self.params.memory_mb})
                 index.append(i)
         verdicts = ["unverifiable"] * batch.num_rows
-        reasons = ["no code block in the response" if p is None else f"no tests ({self.p.tests_column})"
+        reasons = ["no code block in the response" if p is None else f"no tests ({self.params.tests_column})"
                    for p in programs]
         for i, res in zip(index, check_code_batch(items) if items else []):
             verdicts[i] = res.verdict
@@ -325,9 +342,7 @@ class VerifyCode:
             "code_program": (programs, pa.string()),
             "code_tests_source": (sources, pa.string()),
         }
-        if self.drop:
-            columns["reject_reason"] = (reject_reasons(batch, verdicts, self.drop, "code"), pa.string())
-        return with_columns(batch, columns)
+        return Result(columns, _drop_reasons(verdicts, self.drop, "code"))
 
 
 def _code_reason(res) -> str:
