@@ -14,6 +14,7 @@ import typer
 
 from synth.cli.common import stderr_console, user_errors
 from synth.errors import SynthError
+from synth.io.lock import output_lock
 
 InPath = Annotated[Path, typer.Argument(help="A shard or a folder of shards.")]
 OutPath = Annotated[Path, typer.Argument(help="Output folder: kept shards, rejects/, manifest.json.")]
@@ -109,8 +110,9 @@ def filter_(
         col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(text_column=col, groups=[g.strip() for g in groups.split(",") if g.strip()],
                       require_final_answer=require_final_answer, min_words=min_words)
-        run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
-                  skip_bad=skip_bad_inputs)
+        with output_lock(out, "synth filter"):
+            run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
+                      skip_bad=skip_bad_inputs)
 
 
 def decontam(
@@ -127,8 +129,9 @@ def decontam(
 
         col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(against=[str(a) for a in against], text_column=col, ngram=ngram)
-        run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
-                  skip_bad=skip_bad_inputs)
+        with output_lock(out, "synth decontam"):
+            run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
+                      skip_bad=skip_bad_inputs)
 
 
 def dedup(
@@ -158,29 +161,30 @@ def dedup(
         if shingle not in ("word", "char"):
             raise SynthError("--shingle must be word or char")
         col = pick_column(in_path, column, skip_bad_inputs)
-        # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
-        skipped: list[dict] = []
-        files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
-                             meta_fallback=False, skip_bad=skip_bad_inputs, skipped=skipped)
-        if method != "semantic":
-            import os
+        with output_lock(out, "synth dedup"):  # held from the check of OUT to the manifest
+            # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
+            skipped: list[dict] = []
+            files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
+                                 meta_fallback=False, skip_bad=skip_bad_inputs, skipped=skipped)
+            if method != "semantic":
+                import os
 
-            from synth.ray_runtime import init_ray
+                from synth.ray_runtime import init_ray
 
-            init_ray(address or os.environ.get("RAY_ADDRESS") or None)
-        with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):
-            if method == "semantic":
-                from synth.stages.semantic import semantic_decisions
+                init_ray(address or os.environ.get("RAY_ADDRESS") or None)
+            with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):
+                if method == "semantic":
+                    from synth.stages.semantic import semantic_decisions
 
-                decisions = semantic_decisions(files, column=col, threshold=threshold,
-                                               quality_column=quality_column)
-            else:
-                from synth.stages.dedup import dedup_decisions
+                    decisions = semantic_decisions(files, column=col, threshold=threshold,
+                                                   quality_column=quality_column)
+                else:
+                    from synth.stages.dedup import dedup_decisions
 
-                decisions = dedup_decisions(files, method=method, column=col, threshold=threshold,
-                                            num_perm=num_perm, shingle=shingle, ngram=ngram,
-                                            quality_column=quality_column)
-        params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
-                      shingle=shingle, ngram=ngram, quality_column=quality_column)
-        run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],
-                  checked=(files, skipped))
+                    decisions = dedup_decisions(files, method=method, column=col, threshold=threshold,
+                                                num_perm=num_perm, shingle=shingle, ngram=ngram,
+                                                quality_column=quality_column)
+            params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
+                          shingle=shingle, ngram=ngram, quality_column=quality_column)
+            run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],
+                      checked=(files, skipped))
