@@ -135,7 +135,7 @@ class _FileLock:
         self.out, self.path = out, out / LOCK_NAME
         self.info = _holder_info(command)
         self.stale_after = stale_after
-        self.ino: int | None = None
+        self.ident: tuple | None = None  # (inode, content) of the lock this command made
         self.created_out = False
 
     def acquire(self) -> None:
@@ -154,12 +154,12 @@ class _FileLock:
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                holder, age, ino = self._read()
-                if ino is None:  # released in between: try again
+                holder, age, ident = self._read()
+                if ident is None:  # released in between: try again
                     continue
                 if stale_reason(holder, age, self.stale_after) is None:
                     raise _busy(str(self.out), str(self.path), holder, age, self.stale_after) from None
-                self._remove_stale(ino)
+                self._remove_stale(ident)
                 continue
             except FileNotFoundError:  # OUT was removed in between (an empty OUT's release)
                 continue
@@ -168,14 +168,17 @@ class _FileLock:
             try:
                 os.write(fd, data)
                 os.fsync(fd)
-                self.ino = os.fstat(fd).st_ino
+                self.ident = (os.fstat(fd).st_ino, data.decode())
             finally:
                 os.close(fd)
             return
         raise SynthError(f"could not lock output {self.out}: its lock {self.path} keeps changing")
 
-    def _read(self) -> tuple[dict | None, float, int | None]:
-        """(holder JSON or None, heartbeat age in seconds, inode or None if no lock)."""
+    def _read(self) -> tuple[dict | None, float, tuple | None]:
+        """(holder JSON or None, heartbeat age in seconds, identity or None if no lock).
+
+        The identity is (inode, content): an inode number alone is reused at once after an
+        unlink, the content holds a random token."""
         holder = None
         for attempt in range(3):  # a lock just created may not hold its JSON yet
             try:
@@ -188,16 +191,25 @@ class _FileLock:
                 break
             except ValueError:
                 time.sleep(0.05 * (attempt + 1))
-        return holder, max(0.0, time.time() - st.st_mtime), st.st_ino
+        return holder, max(0.0, time.time() - st.st_mtime), (st.st_ino, text)
 
-    def _remove_stale(self, ino: int) -> None:
-        """Remove the stale lock with inode `ino`, and no other."""
+    def _identity(self, path: Path) -> tuple | None:
+        try:
+            return os.stat(path).st_ino, path.read_text()
+        except FileNotFoundError:
+            return None
+
+    def _mine(self) -> bool:
+        return self._identity(self.path) == self.ident
+
+    def _remove_stale(self, ident: tuple) -> None:
+        """Remove the stale lock `ident` (see `_read`), and no other."""
         grave = self.path.with_name(f"{LOCK_NAME}.stale-{uuid.uuid4().hex}")
         try:
             os.rename(self.path, grave)  # atomic: of several takers, one moves this file
         except FileNotFoundError:
             return
-        if os.stat(grave).st_ino != ino:
+        if self._identity(grave) != ident:
             # A live lock replaced the stale one since it was read: put it back, never over
             # a lock made since (link fails if the name exists), and compete again.
             with contextlib.suppress(FileExistsError):
@@ -207,7 +219,7 @@ class _FileLock:
     def heartbeat(self) -> bool:
         """Refresh the heartbeat; False when the lock is no longer this one (taken over)."""
         try:
-            if os.stat(self.path).st_ino != self.ino:
+            if not self._mine():
                 return False
             os.utime(self.path)  # mtime = now (the file server's clock on NFS)
         except FileNotFoundError:
@@ -218,7 +230,7 @@ class _FileLock:
 
     def release(self) -> None:
         with contextlib.suppress(FileNotFoundError):
-            if os.stat(self.path).st_ino == self.ino:
+            if self._mine():
                 os.unlink(self.path)
         if self.created_out:  # leave no empty OUT behind when nothing was written
             with contextlib.suppress(OSError):
