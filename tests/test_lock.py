@@ -174,7 +174,7 @@ def test_lock_taken_over_while_held_fails_at_the_end(tmp_path):
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == 4242  # the new holder's lock stays
 
 
-@pytest.mark.parametrize("trial", range(5))
+@pytest.mark.parametrize("trial", range(20))
 def test_racing_takers_of_a_stale_lock_one_wins(tmp_path, trial):
     """Eight threads take over one stale lock at once: exactly one holds it; the rest see it
     held (same pid: live) and lose."""
@@ -204,6 +204,18 @@ def test_racing_takers_of_a_stale_lock_one_wins(tmp_path, trial):
         t.join()
     assert len(won) == 1 and len(lost) == n - 1, (won, lost)
     assert all("in use by `synth filter`" in m for m in lost)
+    assert os.listdir(out) == []
+
+
+def test_takeover_left_half_done_by_a_dead_taker_is_cleared(tmp_path):
+    out = tmp_path / "out"
+    _foreign_lock(out, age_s=1000)
+    mutex = out / (LOCK_NAME + ".takeover")
+    mutex.write_text("")  # a taker died between its two exclusive creates a minute ago
+    t = time.time() - 60
+    os.utime(mutex, (t, t))
+    with output_lock(out, "synth filter", stale_after=120):
+        assert not mutex.exists()
     assert os.listdir(out) == []
 
 

@@ -11,9 +11,11 @@ line, CLI exit 2) naming the holder and what to do. While held, a daemon thread 
 file every `HEARTBEAT_S` seconds (its mtime is the heartbeat). A lock is stale, and is taken
 over, when its holder ran on this machine and its process is gone, or when its heartbeat is
 older than `STALE_AFTER_S` (the holder's host died, or it is stuck): a SIGKILLed command never
-blocks OUT for good. Takeover renames the stale file to a private name first (only one taker's
-rename can succeed), checks it moved the very file it judged stale, deletes it, and then
-competes with an exclusive create like anyone else, so two takers cannot both win. Hosts are
+blocks OUT for good. Takers take turns (a second exclusive-create file,
+`OUT/.synth.lock.takeover`, held for a few system calls): the one whose turn it is checks the
+lock is still the one it judged stale, renames it to a private name, checks again that it
+moved that very file, deletes it; then every taker competes with the exclusive create like
+anyone else, so two takers cannot both win. Hosts are
 told apart by hostname, boot id and pid namespace; clocks of hosts sharing a filesystem must
 agree within a minute or so (the heartbeat age is judged against this host's clock).
 
@@ -49,6 +51,7 @@ LOCK_NAME = ".synth.lock"
 HEARTBEAT_S = 10.0  # how often a held lock's heartbeat is refreshed
 STALE_AFTER_S = 180.0  # a lock whose heartbeat is older than this is taken over
 SETTLE_S = 2.0  # object stores: wait between writing the lock and reading it back
+TAKEOVER_STALE_S = 30.0  # a takeover left half-done by a dead taker is cleared after this
 
 
 # --------------------------------------------------------------------------- who holds it
@@ -142,7 +145,8 @@ class _FileLock:
         if self.out.exists() and not self.out.is_dir():
             raise SynthError(f"output path {self.out} is a file; give a folder")
         data = (json.dumps(self.info) + "\n").encode()
-        for _ in range(20):  # each round either wins, loses, or removes a stale lock
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # each round wins, loses, or clears a stale lock
             if not self.out.exists():
                 try:
                     self.out.mkdir(parents=True)
@@ -203,18 +207,40 @@ class _FileLock:
         return self._identity(self.path) == self.ident
 
     def _remove_stale(self, ident: tuple) -> None:
-        """Remove the stale lock `ident` (see `_read`), and no other."""
-        grave = self.path.with_name(f"{LOCK_NAME}.stale-{uuid.uuid4().hex}")
+        """Remove the stale lock `ident` (see `_read`), and no other.
+
+        Takers remove a stale lock one at a time, under a second exclusive-create file
+        (`.synth.lock.takeover`): the taker holding it checks that the lock is still the one
+        it judged stale, moves it to a private name and deletes it. Without that, a taker
+        that read the stale lock could remove a fresh lock another taker had just made in
+        its place. A takeover file left by a taker that died inside those few system calls
+        is removed after `TAKEOVER_STALE_S`."""
+        mutex = self.path.with_name(LOCK_NAME + ".takeover")
         try:
-            os.rename(self.path, grave)  # atomic: of several takers, one moves this file
-        except FileNotFoundError:
+            os.close(os.open(mutex, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:  # another taker is at it: look again in a moment
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - os.stat(mutex).st_mtime > TAKEOVER_STALE_S:
+                    os.unlink(mutex)
+            time.sleep(0.02)
             return
-        if self._identity(grave) != ident:
-            # A live lock replaced the stale one since it was read: put it back, never over
-            # a lock made since (link fails if the name exists), and compete again.
-            with contextlib.suppress(FileExistsError):
-                os.link(grave, self.path)
-        os.unlink(grave)
+        try:
+            if self._identity(self.path) != ident:  # already replaced: nothing to remove
+                return
+            grave = self.path.with_name(f"{LOCK_NAME}.stale-{uuid.uuid4().hex}")
+            try:
+                os.rename(self.path, grave)
+            except FileNotFoundError:  # its holder came back and released it
+                return
+            if self._identity(grave) != ident:
+                # Its holder came back, released and a new lock was made in between: put
+                # that one back, never over a lock made since (link fails if the name exists).
+                with contextlib.suppress(FileExistsError):
+                    os.link(grave, self.path)
+            os.unlink(grave)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mutex)
 
     def heartbeat(self) -> bool:
         """Refresh the heartbeat; False when the lock is no longer this one (taken over)."""
