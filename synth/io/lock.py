@@ -3,7 +3,9 @@
 Two commands writing into one OUT at once lose rows (one's cleanup deletes the other's temp
 files and shards), so every command that writes an OUT holds this lock while it works. The
 lock is the file `OUT/.synth.lock` holding JSON `{host, host_id, pid, pid_start, command,
-started, token}`; code that checks what OUT holds must ignore the name `LOCK_NAME`.
+started, token}`; code that checks what OUT holds must ignore the names `is_lock_name` accepts
+(`.synth.lock`, and for a few system calls of a stale-lock takeover `.synth.lock.takeover` and
+`.synth.lock.stale-<hex>`).
 
 Local folders and shared filesystems (NFS): the file is made with an atomic exclusive create
 (`O_CREAT | O_EXCL`), so of two commands exactly one wins; the other raises `SynthError` (one
@@ -52,6 +54,11 @@ HEARTBEAT_S = 10.0  # how often a held lock's heartbeat is refreshed
 STALE_AFTER_S = 180.0  # a lock whose heartbeat is older than this is taken over
 SETTLE_S = 2.0  # object stores: wait between writing the lock and reading it back
 TAKEOVER_STALE_S = 30.0  # a takeover left half-done by a dead taker is cleared after this
+
+
+def is_lock_name(name: str) -> bool:
+    """True for the names this module makes in OUT (ignore them when checking OUT's contents)."""
+    return name.startswith(LOCK_NAME)
 
 
 # --------------------------------------------------------------------------- who holds it
