@@ -57,10 +57,13 @@ def run_chain_file(path: Path, *, address: str | None, fresh: bool) -> None:
 
     console = stderr_console()
     hooks = _Hooks(console)
+    from synth.io.lock import output_lock
+
     with user_errors():
         chain = load_chain(path)
         try:
-            results = run_chain(chain, address=address, hooks=hooks, fresh=fresh)
+            with output_lock(chain.out, "synth run"):  # the chain's folder: one chain at a time
+                results = run_chain(chain, address=address, hooks=hooks, fresh=fresh)
         except KeyboardInterrupt:
             hooks._close()
             typer.echo(f"interrupted; finished work is kept. Resume with: synth run {path}", err=True)

@@ -14,6 +14,7 @@ import typer
 
 from synth.cli.common import stderr_console, user_errors
 from synth.errors import SynthError
+from synth.io.lock import output_lock
 
 InPath = Annotated[Path, typer.Argument(help="A shard or a folder of shards.")]
 OutPath = Annotated[Path, typer.Argument(help="Output folder: kept shards, rejects/, manifest.json.")]
@@ -111,8 +112,9 @@ def filter_(
         QualityFilter.validate(params, "synth filter")  # the pipeline loader's check, before reading IN
         col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(text_column=col, **params)
-        run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
-                  skip_bad=skip_bad_inputs)
+        with output_lock(out, "synth filter"):
+            run_stage(QualityFilter(**params), "quality_filter", params, in_path, out, [col],
+                      skip_bad=skip_bad_inputs)
 
 
 def decontam(
@@ -131,8 +133,9 @@ def decontam(
         Decontam.validate(params, "synth decontam")  # the pipeline loader's check, before reading IN
         col = pick_column(in_path, column, skip_bad_inputs)
         params = dict(text_column=col, **params)
-        run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
-                  skip_bad=skip_bad_inputs)
+        with output_lock(out, "synth decontam"):
+            run_stage(Decontam(**params), "decontam", params, in_path, out, [col],
+                      skip_bad=skip_bad_inputs)
 
 
 def dedup(
@@ -164,19 +167,20 @@ def dedup(
                          "synth dedup")
         col = pick_column(in_path, column, skip_bad_inputs)
         d = dataclasses.replace(d, column=col)
-        # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
-        skipped: list[dict] = []
-        files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
-                             meta_fallback=False, skip_bad=skip_bad_inputs, skipped=skipped)
-        if method != "semantic":
-            import os
+        with output_lock(out, "synth dedup"):  # held from the check of OUT to the manifest
+            # Checked once, before the (costly) dedup pass; apply_stage reuses the result.
+            skipped: list[dict] = []
+            files = check_inputs(in_path, out, [col, "id", *([quality_column] if quality_column else [])],
+                                 meta_fallback=False, skip_bad=skip_bad_inputs, skipped=skipped)
+            if method != "semantic":
+                import os
 
-            from synth.ray_runtime import init_ray
+                from synth.ray_runtime import init_ray
 
-            init_ray(address or os.environ.get("RAY_ADDRESS") or None)
-        with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):
-            decisions = decisions_for(files, d)
-        params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
-                      shingle=shingle, ngram=ngram, quality_column=quality_column)
-        run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],
-                  checked=(files, skipped))
+                init_ray(address or os.environ.get("RAY_ADDRESS") or None)
+            with stderr_console().status(f"{method} dedup: finding duplicates in {len(files)} shards"):
+                decisions = decisions_for(files, d)
+            params = dict(method=method, threshold=threshold, column=col, num_perm=num_perm,
+                          shingle=shingle, ngram=ngram, quality_column=quality_column)
+            run_stage(ApplyDecisions(decisions), f"{method}_dedup", params, in_path, out, [col],
+                      checked=(files, skipped))

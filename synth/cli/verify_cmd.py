@@ -18,8 +18,10 @@ app = typer.Typer(help="Check math answers (SymPy) and code (sandboxed execution
 
 def _shards(stage, name, params, in_path, out, required):
     from synth.cli.curate_cmd import run_stage
+    from synth.io.lock import output_lock
 
-    manifest = run_stage(stage, name, params, in_path, out, required)
+    with output_lock(out, f"synth verify {name.removeprefix('verify_')}"):
+        manifest = run_stage(stage, name, params, in_path, out, required)
     for col, counts in manifest["counts"]["verdicts"].items():
         typer.echo(f"{col}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
 

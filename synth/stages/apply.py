@@ -63,8 +63,10 @@ def check_inputs(in_path: str | Path, out_dir: str | Path, required: list[str] =
 
     With `skip_bad`, a bad shard is left out and appended to `skipped` as `{"path", "reason"}`
     instead of raising; it is still an error when no good shard is left."""
+    from synth.io.lock import is_lock_name
+
     out = Path(out_dir)
-    if out.exists() and any(p for p in out.iterdir() if p.name != sh.TMP):
+    if out.exists() and any(p for p in out.iterdir() if p.name != sh.TMP and not is_lock_name(p.name)):
         raise SynthError(f"output folder {out} is not empty; choose another or empty it")
     good = []
     bad = skipped if skipped is not None else []
