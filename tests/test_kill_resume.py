@@ -84,7 +84,7 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
     assert set(before) <= expected
     # Nothing half-written is visible: only complete shards, markers, the manifest and temp files.
     assert {p.name for p in out.iterdir()} - {x.name for x in list_shards(out)} <= {
-        "manifest.json", ".tmp", "_completions"}
+        "manifest.json", ".tmp", "_completions", ".synth.lock"}
     assert json.loads((out / "manifest.json").read_text())["status"] == "running"
 
     r = subprocess.run([SYNTH, "run", str(pipe), "--out", str(out), "--limit", str(limit)],
@@ -126,7 +126,7 @@ def check_whole(out: Path) -> tuple[list[str], list[str]]:
 
     if not out.exists():
         return [], []
-    allowed = {"manifest.json", ".tmp", "rejects", "_completions"}
+    allowed = {"manifest.json", ".tmp", "rejects", "_completions", ".synth.lock"}
     stray = [p.name for p in out.iterdir() if p.name not in allowed and not _is_shard(p)]
     if (out / "rejects").exists():
         stray += [f"rejects/{p.name}" for p in (out / "rejects").iterdir()

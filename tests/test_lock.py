@@ -311,28 +311,9 @@ def test_filter_into_a_locked_out_exits_2_and_writes_nothing(tmp_path, many_rows
     assert sorted(kept + rejected) == ids
 
 
-def _runner_ignores_the_lock() -> bool:
-    """Until the run orchestration ignores LOCK_NAME in OUT, `synth run` cannot hold it."""
-    import tempfile
-
-    try:
-        from synth.runner import prepare_output
-    except ImportError:  # moved with the orchestration rewrite: the test runs for real
-        return True
-    with tempfile.TemporaryDirectory() as d:
-        (Path(d) / LOCK_NAME).write_text("{}")
-        try:
-            prepare_output(Path(d), None, resume=True)  # no manifest: the config is not read
-        except SynthError:
-            return False
-    return True
-
-
 def test_two_concurrent_fake_runs_one_wins_exact(tmp_path, request):
     """Two `synth run`s of one pipeline into one OUT (fake engine, on this session's Ray):
     one finishes with every row exactly once, the other exits 2 naming it."""
-    if not _runner_ignores_the_lock():
-        pytest.skip("prepare_output does not ignore OUT/.synth.lock yet")
     ray_session = request.getfixturevalue("ray_session")
     from tests.conftest import SAMPLE, write_pipeline
     from tests.test_kill_resume import _env, assert_exact, expected_samples

@@ -131,6 +131,18 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     if limit is not None and limit < 1:
         raise SynthError("--limit must be >= 1")
     out_dir = Path(out or cfg.output.dir or f"out/{cfg.name}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SynthError(f"output path {out_dir} is a file; give a folder with --out")
+    from synth.io.lock import output_lock
+
+    # One writer per output folder: a second command writing here fails at once (one line).
+    with output_lock(out_dir, "synth run"):
+        return _run(cfg, out_dir, t0, address=address, limit=limit, resume=resume,
+                    on_progress=on_progress, skip_bad_inputs=skip_bad_inputs)
+
+
+def _run(cfg: PipelineConfig, out_dir: Path, t0: float, *, address, limit, resume, on_progress,
+         skip_bad_inputs) -> RunResult:
     previous = sh.read_manifest(out_dir) if resume and out_dir.is_dir() else None
     per_unit = int((previous or {}).get("plan", {}).get("unit_seeds") or unit_seeds(cfg))
 
