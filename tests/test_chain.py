@@ -61,7 +61,7 @@ def make_chain(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_chain_runs_every_step_then_resumes_without_redoing_work(tmp_path, ray_session):
-    from synth.chain import is_chain_file, load_chain, run_chain
+    from synth.pipeline.chain import is_chain_file, load_chain, run_chain
     from synth.train.plot import read_metrics
 
     p = make_chain(tmp_path)
@@ -96,7 +96,7 @@ def test_chain_runs_every_step_then_resumes_without_redoing_work(tmp_path, ray_s
 def test_bad_chain_files_name_the_problem(tmp_path, steps, needle):
     import yaml
 
-    from synth.chain import load_chain
+    from synth.pipeline.chain import load_chain
 
     write_pipeline(tmp_path / "gen.yaml", name="gen", seeds={"path": str(SAMPLE / "seeds")},
                    prompt={"template": "chat"}, model={"name": "fake", "backend": "fake"})
@@ -107,7 +107,7 @@ def test_bad_chain_files_name_the_problem(tmp_path, steps, needle):
 
 
 def test_shipped_full_chain_is_valid_and_covers_every_recipe():
-    from synth.chain import ReportStep, RunStep, TrainStep, load_chain
+    from synth.pipeline.chain import ReportStep, RunStep, TrainStep, load_chain
     from tests.conftest import ROOT
 
     chain = load_chain(ROOT / "pipelines" / "full.yaml")

@@ -1,4 +1,4 @@
-"""`synth run CHAIN.yaml`: a chain file (see synth/chain.py) runs its steps with progress and
+"""`synth run CHAIN.yaml`: a chain file (see synth/pipeline/chain.py) runs its steps with progress and
 ends with a one-screen summary and the report's path."""
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class _Hooks:
 def run_chain_file(path: Path, *, address: str | None, fresh: bool) -> None:
     from rich.table import Table
 
-    from synth.chain import load_chain, run_chain
+    from synth.pipeline.chain import load_chain, run_chain
 
     console = stderr_console()
     hooks = _Hooks(console)

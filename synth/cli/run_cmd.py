@@ -27,7 +27,7 @@ def run(
     """Run a pipeline: seeds -> prompts -> generation on Ray -> Parquet shards + manifest.
 
     A chain file (a `steps:` list of pipelines, training and the report) runs every step."""
-    from synth.chain import is_chain_file
+    from synth.pipeline.chain import is_chain_file
 
     if is_chain_file(pipeline):
         from synth.cli.chain_cmd import run_chain_file
