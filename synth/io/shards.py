@@ -134,17 +134,28 @@ def _s3_endpoint() -> str | None:
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def _s3_settings() -> tuple:
+    """(endpoint, region, access key, secret key, session token) from the AWS variables."""
+    env = os.environ.get
+    return (_s3_endpoint(), env("AWS_REGION") or env("AWS_DEFAULT_REGION"),
+            env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"), env("AWS_SESSION_TOKEN"))
+
+
 @functools.lru_cache(maxsize=64)
-def _filesystem(scheme: str, netloc: str, query: str, endpoint: str | None, region: str | None):
+def _filesystem(scheme: str, netloc: str, query: str, s3: tuple):
     """(filesystem, root path inside it) for `scheme://netloc?query`, cached per process."""
     from pyarrow import fs
 
+    endpoint, region, key, secret, token = s3 or (None,) * 5
     if scheme == "s3" and endpoint and not query:
         # Pass the endpoint ourselves: pyarrow 26 reads AWS_ENDPOINT_URL in `from_uri`, older
         # versions (pyproject allows >= 15) do not, and a plain S3FileSystem() never does.
+        # Keys from the environment are passed too, so that the filesystem carries them when
+        # pickled into Ray tasks whose workers were started without them.
         u = urlsplit(endpoint if "://" in endpoint else "https://" + endpoint)
+        creds = dict(access_key=key, secret_key=secret, session_token=token) if key and secret else {}
         return fs.S3FileSystem(endpoint_override=u.netloc, scheme=u.scheme or "https",
-                               region=region or "us-east-1"), netloc
+                               region=region or "us-east-1", **creds), ""
     filesystem, root = fs.FileSystem.from_uri(f"{scheme}://{netloc}{query}")
     return filesystem, root
 
@@ -154,18 +165,20 @@ def open_fs(location: Location):
 
     Local: `(LocalFileSystem, absolute path)`. URI: the filesystem for its scheme (S3 with the
     endpoint from `AWS_ENDPOINT_URL[_S3]`, see the module docstring) and `bucket/key` for
-    s3/gs. The filesystem pickles, so it can be handed to Ray tasks; the endpoint travels with
-    it, credentials from the environment are read again where it is unpickled."""
+    s3/gs. The filesystem pickles, so it can be handed to Ray tasks: the endpoint travels with
+    it (and, with an endpoint set, the keys from the AWS variables); otherwise credentials come
+    from the environment where it is unpickled (see `synth.ray_runtime.init_ray`)."""
     loc = _loc(location)
     if isinstance(loc, Path):
         return _local_fs(), os.path.abspath(loc)
     base, query = _split_query(loc)
     u = urlsplit(base)
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    filesystem, root = _filesystem(u.scheme, u.netloc, query,
-                                   _s3_endpoint() if u.scheme == "s3" else None,
-                                   region if u.scheme == "s3" else None)
+    s3 = _s3_settings() if u.scheme == "s3" and _s3_endpoint() and not query else ()
+    # With an endpoint the S3 filesystem is the same for every bucket (cached once).
+    filesystem, root = _filesystem(u.scheme, "" if s3 else u.netloc, query, s3)
     path = unquote(u.path).strip("/")
+    if s3:
+        root = u.netloc
     if not root:
         return filesystem, "/" + path
     return filesystem, (root.rstrip("/") + "/" + path) if path else root.rstrip("/")
