@@ -166,6 +166,18 @@ def test_inspect_dedup_filter_on_s3(s3_server):
     assert s3_server.keys(under) == before
 
 
+def test_store_errors_are_one_line(s3_server, monkeypatch):
+    """Refused credentials and an unknown scheme: one line naming the URI, exit 2."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    r = _synth("inspect", s3_server.uri("anything"))
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert r.returncode == 2 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert s3_server.uri("anything") in lines[0] and "ACCESS_DENIED" in lines[0]
+    monkeypatch.undo()
+    r = _synth("inspect", "nosuchscheme://bucket/x")
+    assert r.returncode == 2 and r.stderr.startswith("error: nosuchscheme://bucket/x: "), r.stderr[-3000:]
+
+
 def test_wrong_key_is_refused(s3_server):
     """The server checks credentials (so the tests above prove they reached every process)."""
     from pyarrow import fs

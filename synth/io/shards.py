@@ -175,13 +175,28 @@ def open_fs(location: Location):
     u = urlsplit(base)
     s3 = _s3_settings() if u.scheme == "s3" and _s3_endpoint() and not query else ()
     # With an endpoint the S3 filesystem is the same for every bucket (cached once).
-    filesystem, root = _filesystem(u.scheme, "" if s3 else u.netloc, query, s3)
+    with _remote(loc):
+        filesystem, root = _filesystem(u.scheme, "" if s3 else u.netloc, query, s3)
     path = unquote(u.path).strip("/")
     if s3:
         root = u.netloc
     if not root:
         return filesystem, "/" + path
     return filesystem, (root.rstrip("/") + "/" + path) if path else root.rstrip("/")
+
+
+@contextlib.contextmanager
+def _remote(uri: str):
+    """An error of the store (unknown scheme, refused credentials, no connection) as one
+    `SynthError` line naming the URI; a missing file stays `FileNotFoundError`."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        if isinstance(e, OSError) or type(e).__module__.startswith("pyarrow"):
+            raise SynthError(f"{uri}: {_os_reason(e)}") from None
+        raise
 
 
 @functools.lru_cache(maxsize=1)
@@ -212,7 +227,8 @@ def _info(location: Location):
     from pyarrow import fs
 
     filesystem, path = open_fs(location)
-    return filesystem.get_file_info(path).type, fs.FileType
+    with _remote(str(location)):
+        return filesystem.get_file_info(path).type, fs.FileType
 
 
 def exists(location: Location) -> bool:
@@ -248,7 +264,8 @@ def list_names(folder: Location) -> list[str]:
     from pyarrow import fs
 
     filesystem, path = open_fs(loc)
-    infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=False))
+    with _remote(loc):
+        infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=False))
     return sorted(i.base_name for i in infos)
 
 
@@ -261,7 +278,8 @@ def list_files(folder: Location, pattern: str) -> list[Path] | list[str]:
     from pyarrow import fs
 
     filesystem, path = open_fs(loc)
-    infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=False))
+    with _remote(loc):
+        infos = filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True, recursive=False))
     names = sorted(i.base_name for i in infos
                    if i.type == fs.FileType.File and fnmatch.fnmatchcase(i.base_name, pattern))
     return [join(loc, n) for n in names]
@@ -530,7 +548,7 @@ def read_bytes(path: Location) -> bytes:
     if isinstance(loc, Path):
         return loc.read_bytes()
     filesystem, p = open_fs(loc)
-    with filesystem.open_input_stream(p) as fh:
+    with _remote(loc), filesystem.open_input_stream(p) as fh:
         return fh.read()
 
 
@@ -585,7 +603,7 @@ def remove(path: Location) -> None:
         loc.unlink(missing_ok=True)
         return
     filesystem, p = open_fs(loc)
-    with contextlib.suppress(FileNotFoundError):
+    with contextlib.suppress(FileNotFoundError), _remote(loc):
         filesystem.delete_file(p)
 
 
