@@ -136,16 +136,21 @@ def start_s3_server(bucket: str = "synth-test") -> S3Server:
                 raise RuntimeError(f"moto S3 server did not start on port {port}: {err}")
             time.sleep(0.2)
     log.close()  # the child keeps its own handle
-    import boto3  # a dependency of moto
+    try:
+        import boto3  # a dependency of moto
 
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="setup", aws_secret_access_key="setup")
-    iam.create_user(UserName="synth")
-    iam.put_user_policy(UserName="synth", PolicyName="s3", PolicyDocument=json.dumps(
-        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
-    key = iam.create_access_key(UserName="synth")["AccessKey"]
-    server = S3Server(endpoint, bucket, proc, key["AccessKeyId"], key["SecretAccessKey"])
-    server.filesystem(allow_bucket_creation=True).create_dir(bucket)
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam.create_user(UserName="synth")
+        iam.put_user_policy(UserName="synth", PolicyName="s3", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="synth")["AccessKey"]
+        server = S3Server(endpoint, bucket, proc, key["AccessKeyId"], key["SecretAccessKey"])
+        server.filesystem(allow_bucket_creation=True).create_dir(bucket)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
     return server
 
 
