@@ -2,7 +2,8 @@
 
 `inspect_shards(path)` reads one Parquet shard or a folder of them and returns a plain,
 JSON-serializable report; `synth inspect` prints it. A folder means its `part-*.parquet`
-shards, or, if it has none (a rejects folder, say), every `*.parquet` in it.
+shards, or, if it has none (a rejects folder, say), every `*.parquet` in it. The path may be a
+local one or a URI (`s3://bucket/out`, see `synth.io.shards`).
 
 Every problem a user can fix (missing path, no shards, a corrupt shard, shards whose schemas
 do not agree, an unknown column, a bad `--where`) is a `SynthError` naming the file or column.
@@ -20,10 +21,9 @@ from typing import Any, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from synth.errors import SynthError
-from synth.io.shards import list_shards
+from synth.io import shards as sh
 
 __all__ = ["inspect_shards", "find_shards", "MAX_DISTINCT", "SAMPLE_CHARS"]
 
@@ -87,14 +87,15 @@ def inspect_shards(
     }
 
 
-def find_shards(path: str | Path) -> list[Path]:
-    """The shards at `path`: the file itself, a folder's `part-*.parquet`, else its `*.parquet`."""
-    p = Path(path)
-    if not p.exists():
+def find_shards(path: str | Path) -> list[Path] | list[str]:
+    """The shards at `path`: the file itself, a folder's `part-*.parquet`, else its `*.parquet`
+    (`Path`s for a local path, URIs for a remote one)."""
+    p = sh.join(path)
+    if not sh.exists(p):
         raise SynthError(f"{p}: no such file or folder")
-    shards = list_shards(p)
-    if p.is_dir() and not shards:
-        shards = sorted(f for f in p.glob("*.parquet") if f.is_file())
+    shards = sh.list_shards(p)
+    if not shards and sh.is_dir(p):
+        shards = sh.list_files(p, "*.parquet")
     if not shards:
         raise SynthError(f"{p}: no parquet shards (part-*.parquet or *.parquet) in this folder")
     return shards
@@ -126,7 +127,7 @@ def _read_schemas(shards: list[Path]) -> tuple[list[pa.Schema], int]:
     schemas, rows = [], 0
     for s in shards:
         try:
-            with pq.ParquetFile(s) as pf:
+            with sh.parquet_file(s) as pf:
                 schemas.append(pf.schema_arrow)
                 rows += pf.metadata.num_rows
         except Exception as e:
@@ -142,7 +143,7 @@ def _unify(shards: list[Path], schemas: list[pa.Schema]) -> pa.Schema:
             schema = pa.unify_schemas([schema, other], promote_options="default")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise SynthError(
-                f"{s}: schema does not match {shards[0].name} and the shards before it ({_one_line(e)})"
+                f"{s}: schema does not match {sh.name_of(shards[0])} and the shards before it ({_one_line(e)})"
             ) from None
     return schema.remove_metadata()
 
@@ -165,7 +166,7 @@ def _read_tables(shards: list[Path], schemas: list[pa.Schema], schema: pa.Schema
     for s, own in zip(shards, schemas):
         wanted = [c for c in (columns or schema.names) if c in own.names]
         try:
-            with pq.ParquetFile(s) as pf:
+            with sh.parquet_file(s) as pf:
                 tables.append(pf.read(columns=wanted).replace_schema_metadata(None))
         except Exception as e:
             raise SynthError(f"{s}: cannot read shard ({_one_line(e)})") from None

@@ -5,6 +5,17 @@ from __future__ import annotations
 
 import os
 
+# Object-store settings the workers need to read and write the same URIs as the driver
+# (synth.io.shards): the standard AWS and Google Cloud variables.
+STORAGE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID",
+               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+               "AWS_PROFILE", "GOOGLE_APPLICATION_CREDENTIALS")
+
+
+def storage_env() -> dict[str, str]:
+    """The `STORAGE_ENV` variables set in this process."""
+    return {k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)}
+
 
 def init_ray(address: str | None = None):
     import ray
@@ -18,8 +29,11 @@ def init_ray(address: str | None = None):
         import synth
 
         kwargs["address"] = address
-        # Ship this package to workers of an existing cluster that may not have it installed.
+        # Ship this package to workers of an existing cluster that may not have it installed,
+        # and the object-store settings (a local Ray's workers inherit this process's env).
         kwargs["runtime_env"] = {"py_modules": [synth]}
+        if storage_env():
+            kwargs["runtime_env"]["env_vars"] = storage_env()
     ray.init(**kwargs)
     from ray.data import DataContext
 

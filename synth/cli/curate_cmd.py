@@ -2,7 +2,9 @@
 
 Each reads IN (a shard or a folder of shards) and writes OUT/ (kept rows + manifest.json) and
 OUT/rejects/ (dropped rows with `reject_reason`); inputs are all checked before anything is
-written. The work is in `synth.stages`; these commands only parse options and print.
+written. IN and OUT are local paths or URIs (`s3://bucket/prefix`, `gs://...`, `file://...`;
+see `synth.io.shards`). The work is in `synth.stages`; these commands only parse options and
+print.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from synth.cli.common import stderr_console, user_errors
 from synth.errors import SynthError
 from synth.io.lock import output_lock
 
-InPath = Annotated[Path, typer.Argument(help="A shard or a folder of shards.")]
-OutPath = Annotated[Path, typer.Argument(help="Output folder: kept shards, rejects/, manifest.json.")]
+# str, not Path: a Path would fold the `//` of a URI (s3://b/x -> s3:/b/x).
+InPath = Annotated[str, typer.Argument(help="A shard or a folder of shards (a path or a URI such as s3://bucket/in).")]
+OutPath = Annotated[str, typer.Argument(help="Output folder (a path or a URI): kept shards, rejects/, manifest.json.")]
 Column = Annotated[Optional[str], typer.Option(
     help="Text column to use (default: `text` if the shards have it, else `response`).")]
 SkipBad = Annotated[bool, typer.Option(
@@ -25,9 +28,8 @@ SkipBad = Annotated[bool, typer.Option(
     "as skipped_inputs) instead of stopping.")]
 
 
-def pick_column(in_path: Path, column: str | None, skip_bad: bool = False) -> str:
-    import pyarrow.parquet as pq
-
+def pick_column(in_path: str | Path, column: str | None, skip_bad: bool = False) -> str:
+    from synth.io.shards import read_schema
     from synth.stages.apply import input_shards, one_line
 
     if column:
@@ -35,7 +37,7 @@ def pick_column(in_path: Path, column: str | None, skip_bad: bool = False) -> st
     names = None
     for f in input_shards(in_path):  # the first shard whose schema reads (skip_bad: a later one)
         try:
-            names = pq.read_schema(f).names
+            names = read_schema(f).names
             break
         except Exception as e:
             if not skip_bad:
@@ -48,7 +50,7 @@ def pick_column(in_path: Path, column: str | None, skip_bad: bool = False) -> st
     raise SynthError(f"{in_path}: no `text` or `response` column (columns: {', '.join(names)}); use --column")
 
 
-def run_stage(stage, name: str, params: dict, in_path: Path, out: Path, required: list[str],
+def run_stage(stage, name: str, params: dict, in_path: str | Path, out: str | Path, required: list[str],
               skip_bad: bool = False, checked=None) -> dict:
     """Apply a row stage with a progress bar, then print the summary table."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -76,7 +78,7 @@ def run_stage(stage, name: str, params: dict, in_path: Path, out: Path, required
     return manifest
 
 
-def summary(manifest: dict, out: Path) -> None:
+def summary(manifest: dict, out: str | Path) -> None:
     from rich.console import Console
     from rich.table import Table
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,7 +11,8 @@ from synth.cli.common import user_errors
 
 
 def inspect(
-    path: Annotated[Path, typer.Argument(help="A shard, or a folder of shards (part-*.parquet, else *.parquet).")],
+    path: Annotated[str, typer.Argument(help="A shard, or a folder of shards (part-*.parquet, else *.parquet); "
+                                        "a local path or a URI (s3://bucket/out, gs://..., file://...).")],
     columns: Annotated[
         list[str] | None,
         typer.Option("--columns", "-c", help="Only these columns: comma-separated or repeated, e.g. -c id,response."),

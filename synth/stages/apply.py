@@ -1,5 +1,8 @@
 """Run one stage over existing shards: IN (a shard or a folder) -> OUT (shards + manifest).
 
+IN and OUT are local paths or URIs (`s3://bucket/prefix`, ...): all file access goes through
+`synth.io.shards` (pyarrow.fs).
+
 Every input shard is read through (every page decoded) before anything is written, so a
 corrupt, truncated or missing input is an error naming the file with nothing left in OUT.
 With `skip_bad`, bad shards are left out instead and listed in the manifest's
@@ -16,28 +19,28 @@ from synth.errors import SynthError
 from synth.io import shards as sh
 
 
-def input_shards(path: str | Path) -> list[Path]:
-    """The shards at `path` (a file, a folder's part-*.parquet, else its *.parquet); unchecked."""
-    p = Path(path)
-    if not p.exists():
+def input_shards(path: str | Path) -> list[Path] | list[str]:
+    """The shards at `path` (a file, a folder's part-*.parquet, else its *.parquet); unchecked.
+    `Path`s for a local IN, URIs for a remote one."""
+    p = sh.join(path)
+    if not sh.exists(p):
         raise SynthError(f"{p} does not exist")
-    files = sh.list_shards(p) if p.is_dir() else [p]
-    if p.is_dir() and not files:
-        files = sorted(p.glob("*.parquet"))
+    folder = sh.is_dir(p)
+    files = sh.list_files(p, sh.SHARD_GLOB) if folder else [p]
+    if folder and not files:
+        files = sh.list_files(p, "*.parquet")
     if not files:
         raise SynthError(f"{p} holds no Parquet shards (part-*.parquet)")
     return files
 
 
-def shard_problem(f: Path, required: list[str] = (), *, meta_fallback: bool = True) -> str | None:
+def shard_problem(f: str | Path, required: list[str] = (), *, meta_fallback: bool = True) -> str | None:
     """Why shard `f` cannot be used (unreadable, corrupt, a required column missing), or None.
 
     The whole file is decoded batch by batch (memory stays one batch): a broken data page
     fails here, not half-way through writing OUT."""
-    import pyarrow.parquet as pq
-
     try:
-        with pq.ParquetFile(f) as pf:
+        with sh.parquet_file(f) as pf:
             names = pf.schema_arrow.names
             for col in required:
                 if col not in names and not (meta_fallback and "meta" in names):
@@ -65,8 +68,10 @@ def check_inputs(in_path: str | Path, out_dir: str | Path, required: list[str] =
     instead of raising; it is still an error when no good shard is left."""
     from synth.io.lock import is_lock_name
 
-    out = Path(out_dir)
-    if out.exists() and any(p for p in out.iterdir() if p.name != sh.TMP and not is_lock_name(p.name)):
+    out = sh.join(out_dir)
+    if sh.is_file(out):
+        raise SynthError(f"output folder {out} is a file; choose a folder")
+    if any(n != sh.TMP and not is_lock_name(n) for n in sh.list_names(out)):
         raise SynthError(f"output folder {out} is not empty; choose another or empty it")
     good = []
     bad = skipped if skipped is not None else []
@@ -93,31 +98,32 @@ def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
     `skip_bad`: see `check_inputs`; the manifest's `skipped_inputs` lists what was left out.
     `checked`: (good files, skipped) from an earlier `check_inputs` over the same IN, so the
     inputs are not read through twice."""
-    import pyarrow.parquet as pq
-
     if checked is not None:
         files, skipped = checked
     else:
         skipped = []
         files = check_inputs(in_path, out_dir, required, skip_bad=skip_bad, skipped=skipped)
-    out = Path(out_dir)
+    out = sh.join(out_dir)
     t0 = time.time()
     if on_progress:
         on_progress(0, len(files))
     rows = rejected = 0
     reasons: dict[str, int] = {}
     counts: dict[str, dict[str, int]] = {}
-    written = []
+    written, kept_shards = [], 0
     try:
         for i, f in enumerate(files):
             try:
-                table = pq.read_table(f)
+                table = sh.read_table(f)
             except Exception as e:
                 raise SynthError(f"{f}: cannot read ({one_line(e)})") from None
             result = stage(table)
             name_i = f"part-{i:06d}.parquet"
             kept, dropped, why = sh.write_split(result, out, name_i)
-            written += [p for p in (out / name_i, out / sh.REJECTS / name_i) if p.exists()]
+            for p in (sh.join(out, name_i), sh.join(out, sh.REJECTS, name_i)):
+                if sh.exists(p):
+                    written.append(p)
+                    kept_shards += p == sh.join(out, name_i)
             rows += kept
             rejected += dropped
             for k, v in why.items():
@@ -131,7 +137,7 @@ def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
                 on_progress(i + 1, len(files))
     except BaseException:
         for w in written:  # nothing half-done is left behind
-            w.unlink(missing_ok=True)
+            sh.remove(w)
         sh.clean_tmp(out)
         raise
     sh.clean_tmp(out)
@@ -140,8 +146,8 @@ def apply_stage(stage, in_path: str | Path, out_dir: str | Path, *, name: str,
         "inputs": [str(f) for f in files],
         "skipped_inputs": skipped,
         "counts": {"rows": rows, "rejected_rows": rejected, "reject_reasons": reasons,
-                   "shards": len([w for w in written if w.parent == out]), "verdicts": counts},
+                   "shards": kept_shards, "verdicts": counts},
         "elapsed_s": round(time.time() - t0, 2),
     }
-    sh.write_json_atomic(manifest, out / sh.MANIFEST)
+    sh.write_json_atomic(manifest, sh.join(out, sh.MANIFEST))
     return manifest

@@ -68,7 +68,6 @@ import hashlib
 import math
 import unicodedata
 from functools import lru_cache
-from pathlib import Path
 from typing import Iterable
 
 from synth.errors import SynthError
@@ -597,17 +596,18 @@ def decisions_schema():
     ])
 
 
-def _read_ids(files: list[Path], column: str, id_column: str, quality_column: str | None):
+def _read_ids(files: list, column: str, id_column: str, quality_column: str | None):
     """ids (and quality) of every row and the text column's size, read on the driver; checks the
-    columns of every file."""
+    columns of every file (local paths or URIs)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from synth.io import shards as sh
 
     ids, quality, text_bytes = [], [], 0
     for f in files:
         try:
-            schema = pq.read_schema(f)
+            schema = sh.read_schema(f)
         except Exception as e:
             raise SynthError(f"{f}: not a readable Parquet file ({e})") from None
         for name in (id_column, column) + ((quality_column,) if quality_column else ()):
@@ -621,13 +621,13 @@ def _read_ids(files: list[Path], column: str, id_column: str, quality_column: st
             qt = schema.field(quality_column).type
             if not (pa.types.is_integer(qt) or pa.types.is_floating(qt)):
                 raise SynthError(f"{f}: quality column {quality_column!r} is {qt}, not a number")
-        meta = pq.read_metadata(f)
+        meta = sh.read_metadata(f)
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             text_bytes += sum(rg.column(i).total_uncompressed_size for i in range(rg.num_columns)
                               if rg.column(i).path_in_schema == column)
         cols = [id_column] + ([quality_column] if quality_column else [])
-        t = pq.read_table(f, columns=cols)
+        t = sh.read_table(f, columns=cols)
         col = t.column(id_column)
         if col.null_count:
             raise SynthError(f"{f}: column {id_column!r} has {col.null_count} null ids")
@@ -675,9 +675,19 @@ def _collect_pairs(files, *, column, id_column, method, num_perm, seed, shingle,
     import ray
     from ray.data.context import ShuffleStrategy
 
+    from synth.io.shards import is_uri
     from synth.ray_runtime import init_ray
 
     init_ray(None)
+    # Local shards are read by path; shards on an object store through their pyarrow
+    # filesystem, which Ray pickles to the read tasks (the S3 endpoint travels with it; the
+    # credentials are read from the workers' environment, see synth.ray_runtime).
+    read_kw: dict = {}
+    paths = [str(f) for f in files]
+    if any(is_uri(f) for f in files):
+        from synth.io.shards import fs_paths
+
+        read_kw["filesystem"], paths = fs_paths(files)
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     per_doc = (bands + 1) if method == "minhash" else 1
     parts = max(cpus, math.ceil(n_rows * per_doc / _ROWS_PER_PART))
@@ -691,7 +701,7 @@ def _collect_pairs(files, *, column, id_column, method, num_perm, seed, shingle,
         # then read 4 shards as 1 block (one core); the V1 reader reads them as parallel blocks.
         if v2:
             ctx.use_datasource_v2 = False
-        ds = ray.data.read_parquet([str(f) for f in files], override_num_blocks=blocks)
+        ds = ray.data.read_parquet(paths, override_num_blocks=blocks, **read_kw)
         ds = ds.select_columns([id_column, column])
     finally:
         if v2:

@@ -9,7 +9,6 @@ per input id: `id`, `cluster_id`, `keep`, `reason`, `duplicate_of`. Every output
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from synth.errors import SynthError
 from synth.stages.base import Result, Stage
@@ -77,9 +76,7 @@ def dedup_in_place(out_dir, d) -> dict[str, int]:
     rejects file: its rows that are no longer in the shard stay there, next to the rows this
     pass moves, so a rerun that adds rows never drops the duplicates found before, and a row
     both in the shard and in its rejects (a pass killed between the two writes) ends up in one
-    place only."""
-    import pyarrow.parquet as pq
-
+    place only. `out_dir` is a local path or a URI (see `synth.io.shards`)."""
     from synth.io import shards as sh
 
     files = sh.list_shards(out_dir)
@@ -88,8 +85,9 @@ def dedup_in_place(out_dir, d) -> dict[str, int]:
     apply = ApplyDecisions(decisions_for(files, d))
     dropped: dict[str, int] = {}
     for f in files:
-        table = apply(pq.read_table(f))
-        reject_path = Path(out_dir) / sh.REJECTS / (f.stem + "-dedup.parquet")
+        table = apply(sh.read_table(f))
+        stem = sh.name_of(f).removesuffix(".parquet")
+        reject_path = sh.join(out_dir, sh.REJECTS, stem + "-dedup.parquet")
         earlier, stale = _earlier_rejects(reject_path, table)
         kept, rejected = sh.split_rejects(table)
         for r in rejected.column(sh.REJECT_COLUMN).to_pylist():
@@ -100,24 +98,25 @@ def dedup_in_place(out_dir, d) -> dict[str, int]:
 
                 rejected = pa.concat_tables([earlier, rejected], promote_options="permissive")
             if rejected.num_rows:
-                sh.write_shard(rejected, reject_path.parent, reject_path.name)
+                sh.write_shard(rejected, sh.join(out_dir, sh.REJECTS), sh.name_of(reject_path))
             else:
-                reject_path.unlink(missing_ok=True)
+                sh.remove(reject_path)
         if kept.num_rows:
-            sh.write_shard(kept, out_dir, f.name)
+            sh.write_shard(kept, out_dir, sh.name_of(f))
         elif table.num_rows:
-            f.unlink()  # every row of this shard was a duplicate (now in rejects/)
+            sh.remove(f)  # every row of this shard was a duplicate (now in rejects/)
     return dropped
 
 
-def _earlier_rejects(path: Path, table):
+def _earlier_rejects(path, table):
     """(rows of an earlier rejects file whose ids are not in `table`, whether it also holds
     rows that are: left there by a pass cut off before it rewrote the shard)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    if not path.exists():
+    from synth.io import shards as sh
+
+    if not sh.exists(path):
         return None, False
-    earlier = pq.read_table(path)
+    earlier = sh.read_table(path)
     rest = earlier.filter(pc.invert(pc.is_in(earlier.column("id"), value_set=table.column("id"))))
     return rest, rest.num_rows < earlier.num_rows
