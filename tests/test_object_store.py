@@ -199,3 +199,48 @@ def test_dedup_on_s3_in_a_running_ray(ray_session, s3_server):
     d = dedup_decisions([src], method="exact", column="response").to_pydict()
     dup = {i: o for i, keep, o in zip(d["id"], d["keep"], d["duplicate_of"]) if not keep}
     assert dup == {"r1": "r0", "r2": "r0", "r6": "r5"} and sorted(d["id"]) == sorted(TEXTS)
+
+
+# --------------------------------------------------------------------------- synth run on S3
+
+
+def test_run_to_s3_then_inspect_dedup_resume(s3_server, tmp_path):
+    """`synth run --out s3://...`: workers write shards, rejects and completion markers
+    straight to the store; `synth inspect` and `synth dedup` read them there; a rerun finds
+    every unit done (from the markers in the store) and generates nothing."""
+    from tests.conftest import SAMPLE, write_pipeline
+
+    out = f"{s3_server.prefix('run')}/gen"
+    pipe = write_pipeline(
+        tmp_path / "s3.yaml", name="s3run",
+        seeds={"path": str(SAMPLE / "seeds")}, prompt={"template": "chat"},
+        model={"name": "fake", "backend": "fake", "batch_size": 2},
+        sampling={"n": 2}, stages=[{"quality_filter": {"min_words": 6}}],
+    )
+    r = _synth("run", str(pipe), "--out", out, "--limit", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    manifest = sh.read_manifest(out)
+    assert manifest["status"] == "complete" and manifest["counts"]["prompts"] == 8
+    kept, rejects = sh.list_shards(out), sh.list_rejects(out)
+    assert all(sh.is_uri(f) for f in kept + rejects)
+    ids = _ids(kept + rejects)
+    assert len(ids) == len(set(ids)) == 16  # 8 prompts x n=2, each once, kept or rejected
+    assert manifest["counts"]["rows"] + manifest["counts"]["rejected_rows"] == 16
+    under = out.split("/", 3)[3]
+    assert [k for k in s3_server.keys(under) if "/_completions/" in k]
+    assert not [k for k in s3_server.keys(under) if sh.TMP in k.split("/")]
+
+    r = _synth("inspect", out, "--json", "-n", "0")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout)["rows"] == manifest["counts"]["rows"]
+
+    deduped = f"{out}-dedup"
+    r = _synth("dedup", out, deduped, "--method", "exact", "--column", "response")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _ids(sh.list_shards(deduped) + sh.list_rejects(deduped)) == _ids(kept)
+
+    r = _synth("run", str(pipe), "--out", out, "--limit", "8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = sh.read_manifest(out)
+    assert again["last_run"]["generated_rows"] == 0 and again["attempts"] == 2
+    assert again["last_run"]["resumed_prompts"] == 8

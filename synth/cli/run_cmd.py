@@ -14,7 +14,7 @@ from synth.cli.common import stderr_console, user_errors
 
 def run(
     pipeline: Annotated[Path, typer.Argument(help="A pipeline file, e.g. pipelines/quickstart.yaml.")],
-    out: Annotated[Optional[Path], typer.Option(help="Output folder (default: output.dir, else out/<name>).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="Output folder or object-store URI (s3://, gs://; default: output.dir, else out/<name>).")] = None,
     address: Annotated[Optional[str], typer.Option(
         help="Ray cluster address (host:port). Default: $RAY_ADDRESS, else a local Ray on this machine.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="Only the first N prompts (after chunking; per teacher).")] = None,
@@ -85,11 +85,13 @@ def run(
             if task_id is not None:
                 progress.stop()
 
+    from synth.io.shards import join
+
     r = result
     if skip_bad_inputs:
-        import json
+        from synth.io.shards import read_manifest
 
-        manifest = json.loads((r.out_dir / "manifest.json").read_text())
+        manifest = read_manifest(r.out_dir) or {}
         for s in manifest.get("skipped_inputs", []):
             typer.echo(f"skipped {s['path']}: {s['reason']}")
     typer.echo(
@@ -106,9 +108,9 @@ def run(
     if r.rejected_rows:
         top = sorted(r.reject_reasons.items(), key=lambda kv: (-kv[1], kv[0]))
         shown = ", ".join(f"{k} {v}" for k, v in top[:6]) + (", ..." if len(top) > 6 else "")
-        typer.echo(f"rejected: {r.rejected_rows} rows in {r.out_dir / 'rejects'} ({shown})")
+        typer.echo(f"rejected: {r.rejected_rows} rows in {join(r.out_dir, 'rejects')} ({shown})")
     for task, table in r.pass_at_k.items():
         scores = ", ".join(f"{k} {v:.3f}" for k, v in table.items() if k.startswith("pass@"))
         typer.echo(f"{task}: {scores} ({table['correct']} of {table['samples']} samples correct, "
                    f"{table['prompts']} prompts)")
-    typer.echo(f"manifest: {r.out_dir / 'manifest.json'}")
+    typer.echo(f"manifest: {join(r.out_dir, 'manifest.json')}")

@@ -147,16 +147,14 @@ def pass_at_k(hists: dict) -> dict:
 def pass_at_k_from_shards(files) -> dict:
     """pass@k per task over every sample in `files` (kept and rejected shards), as in the
     manifest (`pass_at_k`). Reads one shard at a time; a prompt's samples share a shard."""
-    import pyarrow.parquet as pq
-
     hists: dict = {}
     for f in files:
-        names = pq.read_schema(f).names
+        names = sh.read_schema(f).names
         vcols = [c for c in PASSING if c in names]
         if not vcols:
             continue
         cols = ["prompt_id", "task", *vcols, *[c for c in ("teacher", "math_label") if c in names]]
-        merge_stats(hists, pass_hist(pq.read_table(f, columns=cols)))
+        merge_stats(hists, pass_hist(sh.read_table(f, columns=cols)))
     return pass_at_k(hists)
 
 
@@ -164,17 +162,15 @@ def disk_stats(files, rejects: bool) -> dict:
     """`table_stats` of shards on disk, read one at a time (only the columns counted): the
     kept (or, with `rejects`, the rejected) half of a folder after a pass that moved rows
     between them (dedup). No `pass`: that counts samples, which such passes never change."""
-    import pyarrow.parquet as pq
-
     from synth.errors import SynthError
 
     acc: dict = {}
     for f in files:
         try:
-            names = pq.read_schema(f).names
+            names = sh.read_schema(f).names
             cols = [c for c in names if c.endswith("_verdict") or c in (
                 "finish_reason", "completion_tokens", "teacher", "worker", sh.REJECT_COLUMN)]
-            t = pq.read_table(f, columns=cols)
+            t = sh.read_table(f, columns=cols)
         except Exception as e:
             raise SynthError(f"{f}: unreadable shard ({e}); remove it and rerun to regenerate "
                              "its rows") from None
@@ -203,7 +199,7 @@ def write_marker(out_dir, unit: str, p0: int, record: dict) -> None:
 
 def list_markers(out_dir) -> list[str]:
     """The names of the completion markers in `out_dir` (names only: cheap at any size)."""
-    return [Path(str(p)).name for p in sh.list_files(sh.join(out_dir, MARKERS), "*.json")]
+    return [sh.name_of(p) for p in sh.list_files(sh.join(out_dir, MARKERS), "*.json")]
 
 
 def read_markers(out_dir, names: list[str]) -> dict:
