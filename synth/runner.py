@@ -510,7 +510,7 @@ def _generate(cfg, model_path, todo, out_dir, done_ids, attempt, address, on_pro
                                        model_name=cfg.model.name, pipeline=cfg.name),
             batch_size=bs,
             batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=workers_n),
+            compute=ray.data.ActorPoolStrategy(size=workers_n * cfg.model.in_flight),
             num_cpus=0,
         )
         ds = add_stages(ds, cfg.stages)
