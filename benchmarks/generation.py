@@ -145,7 +145,11 @@ def main() -> None:
         from synth.backends.vllm_engine import default_engine_kwargs
 
         llm = LLM(model=model_path, **default_engine_kwargs())
-        llm.chat(convs["short"][:2], use_tqdm=False)  # warm-up, as synth's engine is warm too
+        from vllm import SamplingParams
+
+        # Warm-up, as synth's engine is warm too. (Explicit max_tokens: without one vLLM
+        # generates up to max_model_len.)
+        llm.chat(convs["short"][:2], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)
         raw = {}
         for name, _, _, max_tokens, _ in workloads:
             raw[name] = run_raw(llm, convs[name], max_tokens)
