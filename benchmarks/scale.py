@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SYNTH = str(Path(sys.executable).with_name("synth"))
 ROWS_PER_FILE = 50_000
+PARTS: dict[str, int] = {}
 WORDS = ("river delta basin flood plain erosion sediment channel meander estuary tide current "
          "valley canyon glacier moraine aquifer spring marsh lagoon").split()
 
@@ -47,15 +48,20 @@ def peak_rss_run(args: list[str], env: dict) -> tuple[int, float, str]:
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env)
     peak = 0
+    parts: dict[str, int] = {}  # what the peak is made of: heap, mapped files, shared memory
     status = Path(f"/proc/{proc.pid}/status")
     while proc.poll() is None:
         try:
             for line in status.read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]) * 1024)
+                elif line.startswith(("RssAnon:", "RssFile:", "RssShmem:")):
+                    k = line.split(":")[0]
+                    parts[k] = max(parts.get(k, 0), int(line.split()[1]) * 1024)
         except OSError:
             pass
         time.sleep(0.1)
+    PARTS.update(parts)
     out = proc.stdout.read()
     if proc.returncode != 0:
         raise SystemExit(f"synth run failed ({proc.returncode}):\n{out[-3000:]}")
@@ -100,7 +106,8 @@ def main() -> None:
             check_rows(out, n)
             peaks[n] = peak
             print(f"rows {n}: {secs:.0f} s, {n / secs:.0f} rows/s, driver peak RSS "
-                  f"{peak / 2**20:.0f} MiB (load average {os.getloadavg()[0]:.2f})", flush=True)
+                  f"{peak / 2**20:.0f} MiB (" + ", ".join(f"{k} {v / 2**20:.0f}" for k, v in PARTS.items())
+                  + f"; load average {os.getloadavg()[0]:.2f})", flush=True)
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(seeds, ignore_errors=True)
     finally:

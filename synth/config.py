@@ -58,6 +58,9 @@ class ModelConfig:
     """vllm: number of engine actors; openai: requests in flight."""
     batch_size: int = 64
     """Prompts per batch handed to one engine; also the rows of one shard (times n)."""
+    in_flight: int = 4
+    """Batches in flight per engine at once: the engine continuously batches their requests,
+    so it has queued work while a batch's slowest sample finishes and its shard is written."""
     base_url: str | None = None
     """openai backend: the server, e.g. http://localhost:8000/v1."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -198,6 +201,7 @@ class PipelineConfig:
         for m in [d["model"], *(t["model"] for t in d["teachers"])]:
             m.pop("concurrency", None)
             m.pop("batch_size", None)
+            m.pop("in_flight", None)
         # Keys added later are left out while unset, so older runs keep their hash (resume).
         if not d["teachers"]:
             d.pop("teachers")
@@ -476,6 +480,8 @@ def _check_values(cfg: PipelineConfig, where: str, prefix: str = "", require_pro
         bad("model.concurrency", "must be >= 1")
     if m.batch_size < 1:
         bad("model.batch_size", "must be >= 1")
+    if m.in_flight < 1:
+        bad("model.in_flight", "must be >= 1")
     if m.backend == "openai" and not m.base_url:
         bad("model.base_url", "is required with backend: openai (e.g. http://localhost:8000/v1)")
     s = cfg.sampling

@@ -10,6 +10,10 @@ batch of chat conversations and returns, per conversation, `n` samples. A sample
     token_ids         list[int] | None
     top_logprob_ids   list[list[int]] | None    (per generated token, best first)
     top_logprobs      list[list[float]] | None
+
+A sample with finish_reason "error" (see `error_sample`) also carries `error` (the message) and
+`reject_reason` (`gen.prompt_too_long` or `gen.request_failed`): one prompt that cannot be
+generated becomes rejected rows, never a failed batch.
 """
 
 from __future__ import annotations
@@ -54,14 +58,21 @@ class EngineSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-def error_sample(message: str) -> dict:
+# Reject reasons of rows whose prompt could not be generated.
+PROMPT_TOO_LONG = "gen.prompt_too_long"  # the prompt leaves no room in the model's context
+REQUEST_FAILED = "gen.request_failed"  # the request still failed after its retries
+
+
+def error_sample(message: str, reason: str = REQUEST_FAILED, prompt_tokens: int = 0) -> dict:
+    """A sample standing for a request that produced nothing; its row is rejected with `reason`."""
     return {
         "response": "",
         "finish_reason": "error",
-        "prompt_tokens": 0,
+        "prompt_tokens": prompt_tokens,
         "completion_tokens": 0,
         "token_ids": None,
         "top_logprob_ids": None,
         "top_logprobs": None,
         "error": message,
+        "reject_reason": reason,
     }

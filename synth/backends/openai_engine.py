@@ -4,6 +4,14 @@ Requests run on a bounded thread pool (`model.concurrency` in flight) with retri
 exponential backoff on connection errors, timeouts, 429 and 5xx. Fields in `engine_kwargs`
 are added to every request body, e.g. `{return_tokens_as_token_ids: true}` for a vLLM server
 so that top-k log-probabilities come back with token ids (`"token_id:123"`).
+
+The engine is thread-safe: concurrent `generate` calls (an engine actor serving several
+batches at once) share its one pool, so `model.concurrency` bounds the requests in flight
+across all of them. With `isolate_rows=True` (as engine actors build it) a request the server
+refuses (HTTP 400/413/422: a prompt over the context is `gen.prompt_too_long`) or that still
+fails after its retries (HTTP 5xx, 429, 408) becomes error samples with a reject reason; an
+unreachable server or a refused key (401, 403, 404) still fails the batch, as it would fail
+every row.
 """
 
 from __future__ import annotations
@@ -13,19 +21,26 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from synth.backends.base import Sampling, request_seed
+from synth.backends.base import (PROMPT_TOO_LONG, REQUEST_FAILED, Sampling, error_sample,
+                                 request_seed)
 
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+# Failures that concern the whole server, not one request: the batch fails (and can resume).
+SERVER_STATUS = {401, 403, 404}
 
 
 class OpenAIError(RuntimeError):
-    pass
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status  # the last HTTP status, None for a transport error
 
 
 class OpenAIEngine:
+    thread_safe = True  # one shared pool: concurrent calls share the `concurrency` bound
+
     def __init__(self, model: str, engine_kwargs: dict | None = None, *, base_url: str,
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8, max_retries: int = 5,
-                 request_timeout: float = 600.0):
+                 request_timeout: float = 600.0, isolate_rows: bool = False):
         import httpx
 
         self.model = model
@@ -41,10 +56,12 @@ class OpenAIEngine:
         self.client = httpx.Client(headers=headers, timeout=request_timeout, limits=limits)
         self.max_retries = max_retries
         self.pool = ThreadPoolExecutor(max_workers=workers)
+        self.isolate_rows = isolate_rows
 
     def generate(self, conversations: list[list[dict]], prompt_ids: list[str],
                  sampling: Sampling) -> list[list[dict]]:
-        futures = [self.pool.submit(self._one, conv, pid, sampling)
+        one = self._isolated if self.isolate_rows else self._one
+        futures = [self.pool.submit(one, conv, pid, sampling)
                    for conv, pid in zip(conversations, prompt_ids)]
         try:
             return [f.result() for f in futures]
@@ -55,6 +72,17 @@ class OpenAIEngine:
             for f in futures:
                 f.cancel()
             raise
+
+    def _isolated(self, conv: list[dict], pid: str, sampling: Sampling) -> list[dict]:
+        """`_one`, with a failure of this request alone turned into `n` error samples."""
+        try:
+            return self._one(conv, pid, sampling)
+        except OpenAIError as e:
+            if e.status is None or e.status in SERVER_STATUS:
+                raise
+            too_long = e.status in (400, 413, 422) and "context" in str(e).lower()
+            return [error_sample(str(e), PROMPT_TOO_LONG if too_long else REQUEST_FAILED)
+                    for _ in range(sampling.n)]
 
     def _one(self, conv: list[dict], pid: str, sampling: Sampling) -> list[dict]:
         body = {
@@ -97,7 +125,8 @@ class OpenAIEngine:
                 }
             )
         if len(samples) != sampling.n:
-            raise OpenAIError(f"{self.url}: asked for n={sampling.n} choices, got {len(samples)}")
+            raise OpenAIError(f"{self.url}: asked for n={sampling.n} choices, got {len(samples)}",
+                              200)
         return samples
 
     def _post(self, body: dict) -> dict:
@@ -105,20 +134,24 @@ class OpenAIEngine:
 
         delay = 0.5
         last = ""
+        status = None
         for attempt in range(self.max_retries + 1):
             try:
                 r = self.client.post(self.url, json=body)
                 if r.status_code == 200:
                     return r.json()
                 last = f"HTTP {r.status_code}: {r.text[:200]}"
+                status = r.status_code
                 if r.status_code not in RETRY_STATUS:
-                    raise OpenAIError(f"{self.url}: {last}")
+                    raise OpenAIError(f"{self.url}: {last}", status)
             except (httpx.TransportError, ValueError) as e:
                 last = f"{type(e).__name__}: {e}"
+                status = None
             if attempt < self.max_retries:
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 30.0)
-        raise OpenAIError(f"{self.url}: gave up after {self.max_retries + 1} attempts ({last})")
+        raise OpenAIError(f"{self.url}: gave up after {self.max_retries + 1} attempts ({last})",
+                          status)
 
 
 def _token_id(token: str | None) -> int | None:

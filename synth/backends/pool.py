@@ -1,6 +1,6 @@
 """Engine actors: long-lived Ray actors, one engine each, shared by every run of a driver.
 
-Ray Data's actor pool (see `synth.stages.generate`) feeds batches to these actors. Keeping the
+Ray Data's actor pool (see `synth.backends.generate`) feeds batches to these actors. Keeping the
 engines in named actors of their own, rather than inside the Ray Data pool, means one loaded
 engine serves many runs in the same driver process (a test session, a notebook, a chain of
 pipelines in `make full`) instead of paying the engine start (~35 s here) per run. Actors are
@@ -8,7 +8,7 @@ owned by the driver and die with it; another driver on the same cluster gets its
 
 An engine actor that dies (killed, out of memory, its vLLM engine gone) is restarted by Ray
 (`max_restarts=-1`); the call it was running fails with `RayActorError`, and
-`synth.stages.generate.GenerateBatch` sends that batch again once the actor is back.
+`synth.backends.generate.generate_table` sends that batch again once the actor is back.
 """
 
 from __future__ import annotations
@@ -62,6 +62,13 @@ def _engine_env() -> dict:
     return {k: os.environ[k] for k in ENGINE_ENV if k in os.environ}
 
 
+# Calls an engine actor serves at once: enough for every Ray Data worker of a run to keep its
+# batch in flight (engines x model.in_flight workers share the actors). Sync engines run each
+# call in a thread of their own (SYNC_CALLS threads; beyond that, calls wait their turn).
+ACTOR_CALLS = 1000
+SYNC_CALLS = 64
+
+
 def _cluster_has_gpus() -> bool:
     import ray
 
@@ -69,30 +76,56 @@ def _cluster_has_gpus() -> bool:
 
 
 class EngineHost:
-    """The body of an engine actor: builds the backend's engine once, tags results with the node."""
+    """The body of an engine actor: builds the backend's engine once, tags results with the node.
+
+    An async actor: several `generate` calls (batches from several Ray Data workers) are in
+    flight at once. The vLLM engine is asynchronous itself (`generate_async`): every prompt of
+    every call is one request in its continuously batched engine. The other engines are
+    synchronous; they run in a thread, one call at a time unless they declare
+    `thread_safe = True` (the openai engine, whose one shared thread pool bounds the requests
+    in flight across all calls)."""
 
     def __init__(self, backend: str, model: str, engine_kwargs: dict, extra: dict):
+        import asyncio
+        from concurrent.futures import ThreadPoolExecutor
+
         import ray
 
         self.engine = engine_class(backend)(model, engine_kwargs, **extra)
         self.worker = ray.util.get_node_ip_address()
+        self.is_async = getattr(self.engine, "is_async", False)
+        self.lock = None if getattr(self.engine, "thread_safe", False) else asyncio.Lock()
+        self.threads = None if self.is_async else ThreadPoolExecutor(max_workers=SYNC_CALLS)
 
-    def generate(self, conversations, prompt_ids, sampling):
+    async def generate(self, conversations, prompt_ids, sampling):
+        """`(samples per conversation, node address)`; see synth.backends.base for a sample."""
         try:
-            return self.engine.generate(conversations, prompt_ids, sampling), self.worker
+            if self.is_async:
+                results = await self.engine.generate_async(conversations, prompt_ids, sampling)
+            else:
+                results = await self._in_thread(conversations, prompt_ids, sampling)
+            return results, self.worker
         except Exception as e:
             if type(e).__name__ == "EngineDeadError":
                 # vLLM's engine process is gone and will not come back inside this actor; exit
                 # so that Ray restarts the actor (max_restarts=-1) with a fresh engine.
-                import os
-
                 os._exit(1)
             raise
 
-    def node(self) -> str:
+    async def _in_thread(self, conversations, prompt_ids, sampling):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.engine.generate, conversations, prompt_ids, sampling)
+        if self.lock is None:
+            return await loop.run_in_executor(self.threads, call)
+        async with self.lock:
+            return await loop.run_in_executor(self.threads, call)
+
+    async def node(self) -> str:
         return self.worker
 
-    def pid(self) -> int:
+    async def pid(self) -> int:
         """The actor's process id (tests kill it to check that a batch survives)."""
         return os.getpid()
 
@@ -124,7 +157,7 @@ def get_engines(spec: EngineSpec) -> list:
     if spec.backend == "openai":
         kwargs = dict(base_url=spec.base_url, api_key_env=spec.api_key_env,
                       concurrency=spec.concurrency, max_retries=spec.max_retries,
-                      request_timeout=spec.request_timeout)
+                      request_timeout=spec.request_timeout, isolate_rows=True)
     handles = []
     for i in range(count):
         handles.append(
@@ -135,7 +168,7 @@ def get_engines(spec: EngineSpec) -> list:
                 scheduling_strategy="SPREAD",
                 max_restarts=-1,  # a killed engine comes back; the batch is retried
                 max_task_retries=0,
-                max_concurrency=1 if spec.backend != "openai" else 4,
+                max_concurrency=ACTOR_CALLS,  # an async actor: calls overlap
                 runtime_env={"env_vars": _engine_env()},
                 **engine_resources(spec),
             ).remote(spec.backend, spec.model, spec.engine_kwargs, kwargs)

@@ -22,7 +22,7 @@ from typing import Iterator
 from synth.config import PipelineConfig
 from synth.errors import SynthError
 from synth.io import shards as sh
-from synth.stages.generate import PROMPT_COLUMNS
+from synth.backends.generate import PROMPT_COLUMNS
 
 # Input at most this large (bytes) is scanned in the driver (fast errors, no Ray tasks);
 # larger inputs are scanned by Ray tasks, files in parallel.

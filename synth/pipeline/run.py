@@ -366,10 +366,13 @@ class WriteUnit:
     kept shard (each atomic; the rejects first, stale ones of a killed attempt removed), then
     its completion marker. Returns one row: the unit's statistics as JSON."""
 
-    def __init__(self, out_dir: str):
+    def __init__(self, out_dir: str, stages: bool):
         import ray
 
         self.out_dir = out_dir
+        # Without stages, kept shards have the generation schema (the all-null reject_reason
+        # generation adds for per-row failures is left out of them).
+        self.stages = stages
         self.node = ray.util.get_node_ip_address()
 
     def __call__(self, table):
@@ -395,6 +398,8 @@ class WriteUnit:
         else:
             sh.remove(reject_path)
         if kept.num_rows:
+            if not self.stages and sh.REJECT_COLUMN in kept.column_names:
+                kept = kept.drop_columns([sh.REJECT_COLUMN])
             sh.write_shard(kept, self.out_dir, name, metadata=rec)
         else:
             sh.remove(sh.join(self.out_dir, name))
@@ -407,7 +412,7 @@ class GenerateUnit:
     """Ray Data actor: a unit's prompt table -> its generated rows (unit columns kept)."""
 
     def __init__(self, **kwargs):
-        from synth.stages.generate import GenerateBatch
+        from synth.backends.generate import GenerateBatch
 
         self.gen = GenerateBatch(**kwargs)
 
@@ -460,7 +465,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
     # it), so the writer sees the whole unit. from_blocks builds the tiny index blocks here:
     # from_items would start read tasks that ask for a CPU the engines may hold.
     ctx.target_max_block_size = None
-    in_flight = max(1, int(getattr(cfg.model, "in_flight", 1)))
+    in_flight = cfg.model.in_flight
     try:
         blocks = [pa.table({"unit": pa.array([i], pa.int64())}) for i in range(len(p.todo))]
         ds = ray.data.from_blocks(blocks)
@@ -478,7 +483,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
         ds = add_stages(ds, cfg.stages)
         # Writers on every node (SPREAD): shards go from where the rows are to OUT, a shared
         # folder or an object store, never through the driver.
-        ds = ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir)),
+        ds = ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir), stages=bool(cfg.stages)),
                             batch_size=None, batch_format="pyarrow", num_cpus=0,
                             scheduling_strategy="SPREAD",
                             compute=ray.data.ActorPoolStrategy(size=len(engines)))
