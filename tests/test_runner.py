@@ -158,3 +158,18 @@ def test_write_split_sends_rejects_to_their_folder(tmp_path):
     assert (kept, dropped, why) == (1, 2, {"gen.empty": 1, "decontam": 1})
     assert read_shards(tmp_path).column("id").to_pylist() == ["a"]
     assert pq.read_table(list_rejects(tmp_path)[0]).column("id").to_pylist() == ["b", "c"]
+
+
+def test_units_in_several_windows_are_each_written_once(tmp_path, ray_session, monkeypatch):
+    """A run longer than one window (WINDOW_UNITS units per Ray Data execution) writes every
+    unit once: a shard and a marker each, every expected row exactly once."""
+    import synth.pipeline.run as run_mod
+
+    monkeypatch.setattr(run_mod, "WINDOW_UNITS", 2)
+    cfg = load_pipeline(fake_pipeline(tmp_path, batch_size=2))
+    out = tmp_path / "out"
+    r = run_pipeline(cfg, out=out, limit=12)
+    ids = read_ids(out)
+    assert len(ids) == len(set(ids)) == len(expected_ids(cfg, limit=12)) == r.rows
+    markers = list((out / "_completions").glob("*.json"))
+    assert len(markers) == len(list_shards(out)) == r.shards >= 3  # more than one window

@@ -433,11 +433,10 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
     """Generate part `p`'s units not done: one Ray Data pipeline, one block per unit."""
     import json
 
-    import pyarrow as pa
     import ray
 
     from synth.backends.base import EngineSpec
-    from synth.backends.pool import get_engines, slot_counter
+    from synth.backends.pool import get_engines
 
     cfg = p.cfg
     init_ray(address)
@@ -465,41 +464,24 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
     # it), so the writer sees the whole unit. from_blocks builds the tiny index blocks here:
     # from_items would start read tasks that ask for a CPU the engines may hold.
     ctx.target_max_block_size = None
-    in_flight = cfg.model.in_flight
+    t_gen = time.time()
+    gen_s0 = state["gen_s"]
+
+    def report():
+        if on_progress:
+            on_progress({"done": state["done"], "total": state["total"],
+                         "unit": "seeds", "tokens": state["stats"].get("generated_tokens", 0),
+                         "elapsed": gen_s0 + time.time() - t_gen})
+
+    report()
     try:
-        blocks = [pa.table({"unit": pa.array([i], pa.int64())}) for i in range(len(p.todo))]
-        ds = ray.data.from_blocks(blocks)
-        ds = ds.map_batches(
-            RenderUnit, fn_constructor_kwargs=dict(cfg=cfg, model_path=_counter(p), teacher=p.teacher,
-                                                   files=p.plan.files, units=p.todo),
-            batch_size=None, batch_format="pyarrow", num_cpus=0, scheduling_strategy=on_this_node(),
-            compute=ray.data.ActorPoolStrategy(size=len(engines)))
-        ds = ds.map_batches(
-            GenerateUnit,
-            fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
-                                       model_name=cfg.model.name, pipeline=cfg.name),
-            batch_size=None, batch_format="pyarrow",
-            compute=ray.data.ActorPoolStrategy(size=len(engines) * in_flight), num_cpus=0)
-        ds = add_stages(ds, cfg.stages)
-        # Writers on every node (SPREAD): shards go from where the rows are to OUT, a shared
-        # folder or an object store, never through the driver.
-        ds = ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir), stages=bool(cfg.stages)),
-                            batch_size=None, batch_format="pyarrow", num_cpus=0,
-                            scheduling_strategy="SPREAD",
-                            compute=ray.data.ActorPoolStrategy(size=len(engines)))
-        t_gen = time.time()
-        gen_s0 = state["gen_s"]
-
-        def report():
-            if on_progress:
-                on_progress({"done": state["done"], "total": state["total"],
-                             "unit": "seeds", "tokens": state["stats"].get("generated_tokens", 0),
-                             "elapsed": gen_s0 + time.time() - t_gen})
-
-        report()
-        seeds_of = {u.key: u.seeds for u in p.todo}
-        try:
-            for batch in _batches_or_failure(ds, out_dir):
+        # Units go through in windows of WINDOW_UNITS, one Ray Data execution each: Ray Data
+        # keeps a little state per block in the driver (metadata, stats), so the driver's
+        # memory is bounded by the window, not by the input.
+        for w in range(0, len(p.todo), WINDOW_UNITS):
+            units = p.todo[w:w + WINDOW_UNITS]
+            seeds_of = {u.key: u.seeds for u in units}
+            for batch in _batches_or_failure(_dataflow(p, units, engines, out_dir), out_dir):
                 for blob in batch.column("stats").to_pylist():
                     r = json.loads(blob)
                     mf.merge_stats(state["stats"], r["stats"])
@@ -508,10 +490,43 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
                     writers = state.setdefault("writers", {})
                     writers[r["writer"]] = writers.get(r["writer"], 0) + 1
                 report()
-        finally:
-            state["gen_s"] = gen_s0 + time.time() - t_gen
     finally:
+        state["gen_s"] = gen_s0 + time.time() - t_gen
         ctx.target_max_block_size = saved_block_size
+
+
+WINDOW_UNITS = 512
+
+
+def _dataflow(p: _Part, units: list, engines: list, out_dir):
+    """The Ray Data pipeline over `units`: render -> generate -> stages -> write."""
+    import pyarrow as pa
+    import ray
+
+    from synth.backends.pool import slot_counter
+
+    cfg = p.cfg
+    blocks = [pa.table({"unit": pa.array([i], pa.int64())}) for i in range(len(units))]
+    ds = ray.data.from_blocks(blocks)
+    ds = ds.map_batches(
+        RenderUnit, fn_constructor_kwargs=dict(cfg=cfg, model_path=_counter(p), teacher=p.teacher,
+                                               files=p.plan.files, units=units),
+        batch_size=None, batch_format="pyarrow", num_cpus=0, scheduling_strategy=on_this_node(),
+        compute=ray.data.ActorPoolStrategy(size=len(engines)))
+    ds = ds.map_batches(
+        GenerateUnit,
+        fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
+                                   model_name=cfg.model.name, pipeline=cfg.name),
+        batch_size=None, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=len(engines) * cfg.model.in_flight), num_cpus=0)
+    ds = add_stages(ds, cfg.stages)
+    # Writers on every node (SPREAD): shards go from where the rows are to OUT, a shared
+    # folder or an object store, never through the driver.
+    return ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir),
+                                                                stages=bool(cfg.stages)),
+                          batch_size=None, batch_format="pyarrow", num_cpus=0,
+                          scheduling_strategy="SPREAD",
+                          compute=ray.data.ActorPoolStrategy(size=len(engines)))
 
 
 def _counter(p: _Part) -> str | None:
