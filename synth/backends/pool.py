@@ -41,17 +41,6 @@ def engine_class(backend: str):
     raise ValueError(f"unknown backend {backend!r}")
 
 
-def engine_resources(spec: EngineSpec) -> dict:
-    """CPU reservation per engine actor: a vLLM engine owns a core; the others are light."""
-    if spec.backend == "vllm":
-        gpus = 1 if _cluster_has_gpus() else 0
-        return {"num_cpus": 1, "num_gpus": gpus}
-    # hybrid (torch decoding) reserves no CPU either: cached engine actors live for the whole
-    # driver session, and a reserved core per cached engine starves later vLLM engines and
-    # Ray Data tasks on a small machine (a 2-core test session deadlocked this way).
-    return {"num_cpus": 0}
-
-
 # Engine settings read from the environment; the driver's values reach engine actors on every
 # node (a node's own environment at `ray start` would apply otherwise).
 ENGINE_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_LOGGING_LEVEL",
@@ -67,12 +56,6 @@ def _engine_env() -> dict:
 # call in a thread of their own (SYNC_CALLS threads; beyond that, calls wait their turn).
 ACTOR_CALLS = 1000
 SYNC_CALLS = 64
-
-
-def _cluster_has_gpus() -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
 
 
 class EngineHost:
@@ -158,20 +141,26 @@ def get_engines(spec: EngineSpec) -> list:
         kwargs = dict(base_url=spec.base_url, api_key_env=spec.api_key_env,
                       concurrency=spec.concurrency, max_retries=spec.max_retries,
                       request_timeout=spec.request_timeout, isolate_rows=True)
+    # What each engine reserves (synth.backends.resources): a core (vLLM on CPU), a GPU, or a
+    # placement group of one bundle per GPU for tensor/pipeline parallel engines.
+    from synth.backends.resources import actor_options, engine_placement, node_gpus
+
+    plan = engine_placement(spec.backend, spec.engine_kwargs, node_gpus(), engines=count)
     handles = []
     for i in range(count):
+        opts = {"scheduling_strategy": "SPREAD",
+                **actor_options(plan, name=f"synth-pg-{key}-{i}" if plan.uses_placement_group else None)}
         handles.append(
             actor_cls.options(
                 name=f"synth-engine-{spec.backend}-{key}-{i}",
                 namespace=NAMESPACE,
                 get_if_exists=True,
-                scheduling_strategy="SPREAD",
                 max_restarts=-1,  # a killed engine comes back; the batch is retried
                 max_task_retries=0,
                 max_concurrency=ACTOR_CALLS,  # an async actor: calls overlap
                 runtime_env={"env_vars": _engine_env()},
-                **engine_resources(spec),
-            ).remote(spec.backend, spec.model, spec.engine_kwargs, kwargs)
+                **opts,
+            ).remote(spec.backend, spec.model, plan.engine_kwargs, kwargs)
         )
     _ENGINES[key] = handles
     return handles
