@@ -326,48 +326,35 @@ def fs_paths(files) -> tuple[object, list[str]]:
     return filesystem, [p for _, p in pairs]
 
 
-def read_table(path: Location, columns: list[str] | None = None):
-    """One Parquet file as a Table."""
+def _parquet(fn: str, path: Location, **kw):
+    """`pyarrow.parquet.<fn>` on a local path or, through its filesystem, a URI."""
     import pyarrow.parquet as pq
 
     loc = _loc(path)
     if isinstance(loc, Path):
-        return pq.read_table(loc, columns=columns)
+        return getattr(pq, fn)(loc, **kw)
     filesystem, p = open_fs(loc)
-    return pq.read_table(p, columns=columns, filesystem=filesystem)
+    return getattr(pq, fn)(p, filesystem=filesystem, **kw)
+
+
+def read_table(path: Location, columns: list[str] | None = None):
+    """One Parquet file as a Table (the named columns)."""
+    return _parquet("read_table", path, columns=columns)
 
 
 def read_schema(path: Location):
     """The Arrow schema of one Parquet file (with its footer metadata)."""
-    import pyarrow.parquet as pq
-
-    loc = _loc(path)
-    if isinstance(loc, Path):
-        return pq.read_schema(loc)
-    filesystem, p = open_fs(loc)
-    return pq.read_schema(p, filesystem=filesystem)
+    return _parquet("read_schema", path)
 
 
 def read_metadata(path: Location):
     """The Parquet footer (`pyarrow.parquet.FileMetaData`) of one file."""
-    import pyarrow.parquet as pq
-
-    loc = _loc(path)
-    if isinstance(loc, Path):
-        return pq.read_metadata(loc)
-    filesystem, p = open_fs(loc)
-    return pq.read_metadata(p, filesystem=filesystem)
+    return _parquet("read_metadata", path)
 
 
 def parquet_file(path: Location):
     """A `pyarrow.parquet.ParquetFile` (use it as a context manager)."""
-    import pyarrow.parquet as pq
-
-    loc = _loc(path)
-    if isinstance(loc, Path):
-        return pq.ParquetFile(loc)
-    filesystem, p = open_fs(loc)
-    return pq.ParquetFile(p, filesystem=filesystem)
+    return _parquet("ParquetFile", path)
 
 
 def read_shards(path: Location, columns: list[str] | None = None):

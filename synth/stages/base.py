@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from synth.config import ParamError, build_params, suggest
+from synth.io.shards import with_columns
 
 __all__ = ["REJECT_COLUMN", "Counts", "ParamError", "Result", "Stage", "check_names", "suggest"]
 
@@ -143,13 +144,7 @@ class Stage:
                     merged[i] = result.reasons[j]
             columns[REJECT_COLUMN] = (merged, pa.string())
         self._count(prior, merged)
-        for col, (values, typ) in columns.items():
-            arr = pa.array(values, type=typ)
-            if col in table.column_names:
-                table = table.set_column(table.column_names.index(col), col, arr)
-            else:
-                table = table.append_column(col, arr)
-        return table
+        return with_columns(table, columns)
 
     def _check_length(self, col: str, values, want: int) -> None:
         if len(values) != want:
