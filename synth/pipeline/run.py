@@ -495,7 +495,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
         ctx.target_max_block_size = saved_block_size
 
 
-WINDOW_UNITS = 512
+WINDOW_UNITS = 256
 
 
 def _dataflow(p: _Part, units: list, engines: list, out_dir):
