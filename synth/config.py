@@ -57,7 +57,8 @@ class ModelConfig:
     concurrency: int = 1
     """vllm: number of engine actors; openai: requests in flight."""
     batch_size: int = 64
-    """Prompts per batch handed to one engine; also the rows of one shard (times n)."""
+    """Prompts per unit: a unit holds batch_size // len(templates) seed documents (each chunk of
+    them one prompt per template), is sent to an engine at once and becomes one shard."""
     in_flight: int = 4
     """Batches in flight per engine at once: the engine continuously batches their requests,
     so it has queued work while a batch's slowest sample finishes and its shard is written."""
