@@ -4,7 +4,8 @@
       RenderUnit (read the unit's seeds, chunk, render prompts)
       -> GenerateUnit (engine actors: many requests in flight)
       -> stages (verify, filters, ...)
-      -> WriteUnit (rejects, then the kept shard, then a completion marker, straight to OUT)
+      -> write_unit (rejects, then the kept shard, then a completion marker, straight to OUT
+         from the node that holds the unit)
     driver: sums the small per-unit statistics into the manifest.
 
 Resume: a unit is done when its completion marker exists (or, after a kill between the
@@ -361,19 +362,20 @@ def _merge_teachers(a: dict, b: dict) -> dict:
 # --------------------------------------------------------------------------- dataflow
 
 
-class WriteUnit:
-    """Ray Data actor at the end of the dataflow: a unit's rows -> its rejects shard, its
-    kept shard (each atomic; the rejects first, stale ones of a killed attempt removed), then
-    its completion marker. Returns one row: the unit's statistics as JSON."""
+def write_unit(table, out_dir: str, stages: bool):
+    """The end of the dataflow, a Ray Data task that runs where the unit's block is (the node
+    that generated or checked it): a unit's rows -> its rejects shard, its kept shard (each
+    atomic; the rejects first, stale ones of a killed attempt removed), then its completion
+    marker. Returns one row: the unit's statistics as JSON. Without `stages`, kept shards have
+    the generation schema (the all-null reject_reason that generation adds is left out)."""
+    import ray
 
-    def __init__(self, out_dir: str, stages: bool):
-        import ray
+    return _Writer(out_dir, stages, ray.util.get_node_ip_address())(table)
 
-        self.out_dir = out_dir
-        # Without stages, kept shards have the generation schema (the all-null reject_reason
-        # generation adds for per-row failures is left out of them).
-        self.stages = stages
-        self.node = ray.util.get_node_ip_address()
+
+class _Writer:
+    def __init__(self, out_dir: str, stages: bool, node: str):
+        self.out_dir, self.stages, self.node = out_dir, stages, node
 
     def __call__(self, table):
         import json
@@ -517,16 +519,15 @@ def _dataflow(p: _Part, units: list, engines: list, out_dir):
         GenerateUnit,
         fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
                                    model_name=cfg.model.name, pipeline=cfg.name),
-        batch_size=None, batch_format="pyarrow",
+        batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD",
         compute=ray.data.ActorPoolStrategy(size=len(engines) * cfg.model.in_flight), num_cpus=0)
     ds = add_stages(ds, cfg.stages)
-    # Writers on every node (SPREAD): shards go from where the rows are to OUT, a shared
-    # folder or an object store, never through the driver.
-    return ds.map_batches(WriteUnit, fn_constructor_kwargs=dict(out_dir=str(out_dir),
-                                                                stages=bool(cfg.stages)),
+    # Write tasks run where each unit's block is (Ray's locality-aware scheduling), so shards
+    # go from the node that made them to OUT, a shared folder or an object store, never
+    # through the driver.
+    return ds.map_batches(write_unit, fn_kwargs=dict(out_dir=str(out_dir), stages=bool(cfg.stages)),
                           batch_size=None, batch_format="pyarrow", num_cpus=0,
-                          scheduling_strategy="SPREAD",
-                          compute=ray.data.ActorPoolStrategy(size=len(engines)))
+                          scheduling_strategy="DEFAULT")
 
 
 def _counter(p: _Part) -> str | None:
