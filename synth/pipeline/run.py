@@ -3,9 +3,9 @@
     driver: plan units from file names and counts  ->  Ray Data, one block per unit:
       RenderUnit (read the unit's seeds, chunk, render prompts)
       -> GenerateUnit (engine actors: many requests in flight)
-      -> stages (verify, filters, ...)
-      -> write_unit (rejects, then the kept shard, then a completion marker, straight to OUT
-         from the node that holds the unit)
+      -> FinishUnit (one per node: the stages, verify, filters, ...; then the unit's rejects,
+         its kept shard and its completion marker, straight to OUT; without stages,
+         GenerateUnit writes)
     driver: sums the small per-unit statistics into the manifest.
 
 Resume: a unit is done when its completion marker exists (or, after a kill between the
@@ -362,18 +362,18 @@ def _merge_teachers(a: dict, b: dict) -> dict:
 # --------------------------------------------------------------------------- dataflow
 
 
-def write_unit(table, out_dir: str, stages: bool):
-    """The end of the dataflow, a Ray Data task that runs where the unit's block is (the node
-    that generated or checked it): a unit's rows -> its rejects shard, its kept shard (each
-    atomic; the rejects first, stale ones of a killed attempt removed), then its completion
-    marker. Returns one row: the unit's statistics as JSON. Without `stages`, kept shards have
-    the generation schema (the all-null reject_reason that generation adds is left out)."""
+def _node() -> str:
     import ray
 
-    return _Writer(out_dir, stages, ray.util.get_node_ip_address())(table)
+    return ray.util.get_node_ip_address()
 
 
 class _Writer:
+    """Writes one unit's rows: its rejects shard, its kept shard (each atomic; the rejects
+    first, stale ones of a killed attempt removed), then its completion marker. Returns one
+    row: the unit's statistics as JSON. Without `stages`, kept shards have the generation
+    schema (the all-null reject_reason that generation adds is left out)."""
+
     def __init__(self, out_dir: str, stages: bool, node: str):
         self.out_dir, self.stages, self.node = out_dir, stages, node
 
@@ -411,24 +411,44 @@ class _Writer:
 
 
 class GenerateUnit:
-    """Ray Data actor: a unit's prompt table -> its generated rows (unit columns kept)."""
+    """Ray Data actor: a unit's prompt table -> its generated rows (unit columns kept). With
+    `out_dir` (a pipeline without stages) it also writes the unit where it is, and returns
+    the unit's statistics row instead."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, out_dir: str | None = None, **kwargs):
         from synth.backends.generate import GenerateBatch
 
         self.gen = GenerateBatch(**kwargs)
+        self.writer = _Writer(out_dir, False, _node()) if out_dir else None
 
     def __call__(self, table):
         unit_cols = [c for c in table.column_names if c.startswith("_")]
         if table.num_rows == 0:
-            return table
+            return self.writer(table) if self.writer else table
         rows = self.gen(table.drop_columns(unit_cols))
         import pyarrow as pa
 
         for c in unit_cols:
             v = table.column(c)[0]
             rows = rows.append_column(c, pa.array([v.as_py()] * rows.num_rows, v.type))
-        return rows
+        return self.writer(rows) if self.writer else rows
+
+
+class FinishUnit:
+    """Ray Data actor, one per node: the pipeline's stages over a unit's rows, in order, then
+    its shards and marker (each stage is built once per actor: they hold worker pools, the
+    math checker's SymPy processes, the code sandbox's fork server)."""
+
+    def __init__(self, stages: list, out_dir: str):
+        from synth.stages.registry import STAGES
+
+        self.stages = [STAGES[name][0](**params) for name, params in stages]
+        self.writer = _Writer(out_dir, True, _node())
+
+    def __call__(self, table):
+        for stage in self.stages:
+            table = stage(table)
+        return self.writer(table)
 
 
 def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
@@ -515,38 +535,28 @@ def _dataflow(p: _Part, units: list, engines: list, out_dir):
                                                files=p.plan.files, units=units),
         batch_size=None, batch_format="pyarrow", num_cpus=0, scheduling_strategy=on_this_node(),
         compute=ray.data.ActorPoolStrategy(size=len(engines)))
+    # Generation actors spread over the nodes. Without stages each writes its units where it
+    # is; with stages, one FinishUnit actor per node runs them and writes. Shards go from the
+    # workers to OUT (a shared folder or an object store), never through the driver.
     ds = ds.map_batches(
         GenerateUnit,
         fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
-                                   model_name=cfg.model.name, pipeline=cfg.name),
+                                   model_name=cfg.model.name, pipeline=cfg.name,
+                                   out_dir=None if cfg.stages else str(out_dir)),
         batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD",
         compute=ray.data.ActorPoolStrategy(size=len(engines) * cfg.model.in_flight), num_cpus=0)
-    ds = add_stages(ds, cfg.stages)
-    # Write tasks run where each unit's block is (Ray's locality-aware scheduling), so shards
-    # go from the node that made them to OUT, a shared folder or an object store, never
-    # through the driver.
-    return ds.map_batches(write_unit, fn_kwargs=dict(out_dir=str(out_dir), stages=bool(cfg.stages)),
-                          batch_size=None, batch_format="pyarrow", num_cpus=0,
-                          scheduling_strategy="DEFAULT")
+    if not cfg.stages:
+        return ds
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return ds.map_batches(
+        FinishUnit, fn_constructor_kwargs=dict(stages=[(st.name, dict(st.params)) for st in cfg.stages],
+                                               out_dir=str(out_dir)),
+        batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD", num_cpus=0,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(nodes, len(engines)))))
 
 
 def _counter(p: _Part) -> str | None:
     return counter_path(p.cfg, p.model_path)
-
-
-def add_stages(ds, stages):
-    """Chain the pipeline's stages after generation, one Ray Data actor each (they hold
-    worker pools: the math checker's SymPy processes, the code sandbox's fork server)."""
-    import ray
-
-    from synth.stages.registry import STAGES
-
-    for st in stages:
-        cls = STAGES[st.name][0]
-        ds = ds.map_batches(cls, fn_constructor_kwargs=dict(st.params), batch_size=None,
-                            batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=1),
-                            num_cpus=0)
-    return ds
 
 
 def _batches_or_failure(ds, out_dir):
