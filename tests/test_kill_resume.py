@@ -95,9 +95,10 @@ def test_sigkill_then_resume_real_vllm(tmp_path, model_path):
     assert set(ids) == expected  # no missing row
     m = json.loads((out / "manifest.json").read_text())
     assert m["status"] == "complete" and m["attempts"] == 2
-    # Only what was missing was generated again.
-    assert m["last_run"]["generated_rows"] == len(expected) - len(before)
-    assert m["last_run"]["resumed_prompts"] == len(set(before))  # n = 1: a row per prompt
+    # Only what was missing was generated again: every row on disk at the kill counts as done
+    # (workers of the killed run may finish a unit in flight before they notice; n = 1).
+    assert m["last_run"]["resumed_prompts"] >= len(set(before))
+    assert m["last_run"]["generated_rows"] == len(expected) - m["last_run"]["resumed_prompts"]
     t = read_shards(out)
     assert all(s.strip() for s in t.column("response").to_pylist())
 

@@ -487,19 +487,23 @@ def _atomic(final: Path, write) -> None:
     an `OSError` becomes `OutputFailed`."""
     tmp_dir = final.parent / TMP
     tmp = tmp_dir / f"{final.name}.{os.getpid()}.tmp"
-    try:
-        tmp_dir.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, final)
-        _fsync_dir(final.parent)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, OSError) or _is_arrow_io_error(e):
-            raise OutputFailed(f"cannot write {final}: {_os_reason(e)}") from None
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            tmp_dir.rmdir()  # only when empty: no `.tmp/` left in a finished folder
+    for attempt in range(5):
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            write(tmp)
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            break
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)
+            if attempt < 4 and not tmp_dir.exists() and not isinstance(e, KeyboardInterrupt):
+                continue  # a concurrent writer removed the (then empty) temp folder: again
+            if isinstance(e, OSError) or _is_arrow_io_error(e):
+                raise OutputFailed(f"cannot write {final}: {_os_reason(e)}") from None
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                tmp_dir.rmdir()  # only when empty: no `.tmp/` left in a finished folder
 
 
 def _is_arrow_io_error(e: BaseException) -> bool:

@@ -205,7 +205,7 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
         sh.write_json_atomic(manifest, sh.join(out_dir, sh.MANIFEST))
 
     todo_seeds = sum(u.seeds for p in parts for u in p.todo)
-    state = {"stats": {}, "prompts": 0, "gen_s": 0.0, "engine_s": 0.0,
+    state = {"stats": {}, "prompts": 0, "gen_s": 0.0, "engine_s": 0.0, "attempt": attempt,
              "done": 0, "total": todo_seeds}
     with resumable_writes():
         for p in parts:
@@ -372,10 +372,14 @@ class _Writer:
     """Writes one unit's rows: its rejects shard, its kept shard (each atomic; the rejects
     first, stale ones of a killed attempt removed), then its completion marker. Returns one
     row: the unit's statistics as JSON. Without `stages`, kept shards have the generation
-    schema (the all-null reject_reason that generation adds is left out)."""
+    schema (the all-null reject_reason that generation adds is left out).
 
-    def __init__(self, out_dir: str, stages: bool, node: str):
-        self.out_dir, self.stages, self.node = out_dir, stages, node
+    A worker of a run whose driver was killed may live on for a moment; before each unit
+    the writer checks that the manifest still names its own attempt, so it never writes
+    over the units of the run that resumed it."""
+
+    def __init__(self, out_dir: str, stages: bool, node: str, attempt: int):
+        self.out_dir, self.stages, self.node, self.attempt = out_dir, stages, node, attempt
 
     def __call__(self, table):
         import json
@@ -388,6 +392,9 @@ class _Writer:
         p0, p1 = table.column("_p0")[0].as_py(), table.column("_p1")[0].as_py()
         whole = table.column("_whole")[0].as_py()
         rows = table.drop_columns([c for c in table.column_names if c.startswith("_")])
+        if (sh.read_manifest(self.out_dir) or {}).get("attempts") != self.attempt:
+            raise SynthError(f"{self.out_dir} was taken over by a newer run (attempt "
+                             f"{self.attempt} is over); unit {unit} left to it")
         stats = mf.table_stats(rows)
         prompts = len(set(rows.column("prompt_id").to_pylist()))
         rec = {"unit": unit, "p0": p0, "p1": p1, "whole": whole, "prompts": prompts,
@@ -415,11 +422,11 @@ class GenerateUnit:
     `out_dir` (a pipeline without stages) it also writes the unit where it is, and returns
     the unit's statistics row instead."""
 
-    def __init__(self, out_dir: str | None = None, **kwargs):
+    def __init__(self, out_dir: str | None = None, attempt: int = 0, **kwargs):
         from synth.backends.generate import GenerateBatch
 
         self.gen = GenerateBatch(**kwargs)
-        self.writer = _Writer(out_dir, False, _node()) if out_dir else None
+        self.writer = _Writer(out_dir, False, _node(), attempt) if out_dir else None
 
     def __call__(self, table):
         unit_cols = [c for c in table.column_names if c.startswith("_")]
@@ -439,11 +446,11 @@ class FinishUnit:
     its shards and marker (each stage is built once per actor: they hold worker pools, the
     math checker's SymPy processes, the code sandbox's fork server)."""
 
-    def __init__(self, stages: list, out_dir: str):
+    def __init__(self, stages: list, out_dir: str, attempt: int):
         from synth.stages.registry import STAGES
 
         self.stages = [STAGES[name][0](**params) for name, params in stages]
-        self.writer = _Writer(out_dir, True, _node())
+        self.writer = _Writer(out_dir, True, _node(), attempt)
 
     def __call__(self, table):
         for stage in self.stages:
@@ -503,7 +510,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
         for w in range(0, len(p.todo), WINDOW_UNITS):
             units = p.todo[w:w + WINDOW_UNITS]
             seeds_of = {u.key: u.seeds for u in units}
-            for batch in _batches_or_failure(_dataflow(p, units, engines, out_dir), out_dir):
+            for batch in _batches_or_failure(_dataflow(p, units, engines, out_dir, state["attempt"]), out_dir):
                 for blob in batch.column("stats").to_pylist():
                     r = json.loads(blob)
                     mf.merge_stats(state["stats"], r["stats"])
@@ -520,7 +527,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
 WINDOW_UNITS = 256
 
 
-def _dataflow(p: _Part, units: list, engines: list, out_dir):
+def _dataflow(p: _Part, units: list, engines: list, out_dir, attempt: int):
     """The Ray Data pipeline over `units`: render -> generate -> stages -> write."""
     import pyarrow as pa
     import ray
@@ -542,7 +549,7 @@ def _dataflow(p: _Part, units: list, engines: list, out_dir):
         GenerateUnit,
         fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
                                    model_name=cfg.model.name, pipeline=cfg.name,
-                                   out_dir=None if cfg.stages else str(out_dir)),
+                                   out_dir=None if cfg.stages else str(out_dir), attempt=attempt),
         batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD",
         compute=ray.data.ActorPoolStrategy(size=len(engines) * cfg.model.in_flight), num_cpus=0)
     if not cfg.stages:
@@ -550,7 +557,7 @@ def _dataflow(p: _Part, units: list, engines: list, out_dir):
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
     return ds.map_batches(
         FinishUnit, fn_constructor_kwargs=dict(stages=[(st.name, dict(st.params)) for st in cfg.stages],
-                                               out_dir=str(out_dir)),
+                                               out_dir=str(out_dir), attempt=attempt),
         batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD", num_cpus=0,
         compute=ray.data.ActorPoolStrategy(size=max(1, min(nodes, len(engines)))))
 
