@@ -202,14 +202,21 @@ def list_markers(out_dir) -> list[str]:
     return [sh.name_of(p) for p in sh.list_files(sh.join(out_dir, MARKERS), "*.json")]
 
 
-def read_markers(out_dir, names: list[str]) -> dict:
-    """The summed statistics of the named markers (`{"stats": ..., "prompts": n}`); a marker
-    that cannot be read counts as missing (its unit is generated again)."""
-    acc: dict = {"stats": {}, "prompts": 0, "units": 0}
-    for name in names:
+def load_markers(out_dir) -> dict:
+    """{marker name: record} of the completion markers in `out_dir`, each read once; an
+    unreadable one is left out (its unit is generated again)."""
+    out = {}
+    for name in list_markers(out_dir):
         m = sh.read_json(sh.join(out_dir, MARKERS, name))
-        if m is None:
-            continue
+        if m is not None and "p1" in m:
+            out[name] = m
+    return out
+
+
+def sum_markers(records) -> dict:
+    """The summed statistics of marker records (`{"stats": ..., "prompts": n, "units": n}`)."""
+    acc: dict = {"stats": {}, "prompts": 0, "units": 0}
+    for m in records:
         merge_stats(acc["stats"], m.get("stats", {}))
         acc["prompts"] += int(m.get("prompts", 0))
         acc["units"] += 1

@@ -166,13 +166,13 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
         Path(out_dir).mkdir(parents=True, exist_ok=True)
     sh.clean_tmp(out_dir)
 
-    markers = _load_markers(out_dir)
+    markers = mf.load_markers(out_dir)
     _repair_markers(out_dir, parts, markers)
     done_names: list[str] = []
     for p in parts:
         p.todo, done = _todo(p.plan.units, markers)
         done_names += done
-    before = mf.read_markers(out_dir, done_names)
+    before = mf.sum_markers(markers[n] for n in done_names)
     resumed = before["prompts"]
     attempt = int((previous or {}).get("attempts", 0)) + 1
     first = parts[0]
@@ -223,12 +223,12 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
         manifest["dedup"] = {"dropped": dedup_dropped, "elapsed_s": round(time.time() - t_dedup, 2)}
 
     # Final accounting from the markers on disk, so the manifest is true whatever happened before.
-    markers = _load_markers(out_dir)
-    total = mf.read_markers(out_dir, list(markers))
+    markers = mf.load_markers(out_dir)
+    total = mf.sum_markers(markers.values())
     stats = total["stats"]
     if cfg.dedup is not None:  # rows moved from shards to rejects/: count those two again
         stats.update({k: v for k, v in _recount(out_dir).items() if k != "workers"})
-    planned_prompts = mf.read_markers(out_dir, [n for p in parts for n in _planned(p, markers)])
+    planned_prompts = mf.sum_markers(markers[n] for p in parts for n in _planned(p, markers))
     missing_units = sum(len(_todo(p.plan.units, markers)[0]) for p in parts)
     pass_k = mf.pass_at_k(stats.get("pass", {}))
     if pass_k:
@@ -260,7 +260,7 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
     if cfg.teachers:
         for p in parts:
             t = manifest["teachers"][p.teacher]
-            t["prompts"] = mf.read_markers(out_dir, _planned(p, markers))["prompts"]
+            t["prompts"] = mf.sum_markers(markers[n] for n in _planned(p, markers))["prompts"]
             t.update(stats.get("teachers", {}).get(p.teacher, {"rows": 0, "rejected_rows": 0}))
     with resumable_writes():
         sh.write_json_atomic(manifest, sh.join(out_dir, sh.MANIFEST))
@@ -272,17 +272,6 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
                      reject_reasons=stats.get("reject_reasons", {}), pass_at_k=pass_k)
 
 
-def _load_markers(out_dir) -> dict:
-    """{marker name: (p1, whole)} of the completion markers in `out_dir` (an unreadable one
-    is left out: its unit is generated again)."""
-    out = {}
-    for name in mf.list_markers(out_dir):
-        m = sh.read_json(sh.join(out_dir, mf.MARKERS, name))
-        if m is not None and "p1" in m:
-            out[name] = (int(m["p1"]), bool(m.get("whole")))
-    return out
-
-
 def _markers_of(unit, markers: dict) -> tuple[int, bool, list[str]]:
     """(end of the unit's prompts done so far, whether it is whole, their marker names)."""
     end, whole, names = 0, False, []
@@ -291,7 +280,7 @@ def _markers_of(unit, markers: dict) -> tuple[int, bool, list[str]]:
         if name not in markers:
             break
         names.append(name)
-        end, whole = markers[name]
+        end, whole = int(markers[name]["p1"]), bool(markers[name].get("whole"))
     return end, whole, names
 
 
@@ -334,7 +323,7 @@ def _repair_markers(out_dir, parts: list[_Part], markers: dict) -> None:
                 if rec is None:
                     break
                 mf.write_marker(out_dir, u.key, end, rec)
-                markers[mf.marker_name(u.key, end)] = (int(rec["p1"]), bool(rec["whole"]))
+                markers[mf.marker_name(u.key, end)] = rec
                 end, whole = int(rec["p1"]), bool(rec["whole"])
 
 
