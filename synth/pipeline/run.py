@@ -387,7 +387,7 @@ class _Writer:
         stats = mf.table_stats(rows)
         prompts = len(set(rows.column("prompt_id").to_pylist()))
         rec = {"unit": unit, "p0": p0, "p1": p1, "whole": whole, "prompts": prompts,
-               "writer": self.node, "stats": stats}
+               "writer": self.node, "attempt": self.attempt, "stats": stats}
         name = _shard_name(unit, p0)
         kept, rejected = sh.split_rejects(rows)
         reject_path = sh.join(self.out_dir, sh.REJECTS, name)
