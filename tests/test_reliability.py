@@ -336,9 +336,6 @@ def test_manifest_write_failure_keeps_the_old_manifest(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- dedup reruns
 
 
-@pytest.mark.xfail(reason="since workers write the units, the cut no longer lands between a shard's "
-                   "dedup rejects and its rewrite (precondition assert); to be rebuilt on the "
-                   "unit layout, see the issue 14 note", strict=False)
 def test_dedup_rerun_and_cut_pass_keep_every_row_once(tmp_path, ray_session, monkeypatch):
     """Dedup rewrites the run's shards in place. A rerun that adds rows (a larger --limit)
     must keep the duplicates an earlier pass moved to rejects/ (it used to overwrite that
@@ -359,19 +356,29 @@ def test_dedup_rerun_and_cut_pass_keep_every_row_once(tmp_path, ray_session, mon
         assert_exact(out, expected_samples(pipe, limit))
         assert len(list_shards(out)) == 1  # one row kept: every reply is the same
 
-    real_write, state = sh.write_shard, {"rejects_written": False}
+    # The dedup pass runs in the driver, after the workers wrote the new units: cut it (the
+    # kill) right after it wrote a shard's dedup rejects, before it rewrote or removed that
+    # shard, whichever of the two comes next (shards are named by unit, in no fixed order).
+    real_write, real_remove, state = sh.write_shard, sh.remove, {"rejects_written": False}
 
-    def cut_after_rejects(table, out_dir, name, **kw):
+    def cut_write(table, out_dir, name, **kw):
         if name.endswith("-dedup.parquet"):
             state["rejects_written"] = True
         elif state["rejects_written"] and sh.REJECTS not in str(out_dir):
             raise KeyboardInterrupt  # the kill: after a shard's rejects, before the shard
         return real_write(table, out_dir, name, **kw)
 
-    monkeypatch.setattr(sh, "write_shard", cut_after_rejects)
+    def cut_remove(path):
+        if state["rejects_written"] and f"/{sh.REJECTS}/" not in str(path):
+            raise KeyboardInterrupt  # the same cut, before an all-duplicates shard is removed
+        return real_remove(path)
+
+    monkeypatch.setattr(sh, "write_shard", cut_write)
+    monkeypatch.setattr(sh, "remove", cut_remove)
     with pytest.raises(KeyboardInterrupt):
         run_pipeline(cfg, out=out, limit=12)
     monkeypatch.setattr(sh, "write_shard", real_write)
+    monkeypatch.setattr(sh, "remove", real_remove)
     kept, rejected = check_whole(out)
     assert set(kept) & set(rejected)  # the cut left rows in both places...
     run_pipeline(cfg, out=out, limit=12)
