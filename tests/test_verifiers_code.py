@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import _sandbox_harness, _sandbox_isolation
+from verifiers.sandbox import harness as _sandbox_harness
+from verifiers.sandbox import isolation as _sandbox_isolation
 from verifiers.code import (CodeResult, Limits, _server, _shutdown_server, check_code,
                             check_code_batch)
 
@@ -613,5 +614,5 @@ def test_literal_guard_treats_none_as_identity_for_program_types():
 
 def test_seccomp_filter_builds_for_known_architectures():
     for arch in ("x86_64", "aarch64"):
-        code = __import__("verifiers._sandbox_seccomp", fromlist=["x"]).build_filter(arch)
+        code = __import__("verifiers.sandbox.seccomp", fromlist=["x"]).build_filter(arch)
         assert code and len(code) % 8 == 0 and len(code) // 8 < 4096

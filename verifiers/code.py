@@ -35,7 +35,7 @@ and on this project's machines everything below holds):
   exec'd, so a run costs a few milliseconds of CPU, not an interpreter start. Deadlines are
   enforced by that loop with pidfds, never by signals in the caller: they work from any
   thread, subprocess or Ray actor (each Ray worker gets its own server). A run whose caller
-  goes away is killed. See `_sandbox_server` for the moving parts.
+  goes away is killed. See `verifiers.sandbox.server` for the moving parts.
 - The child is PID 1 of a new PID namespace, in its own session and process group. When it
   ends, the kernel kills everything left in that namespace, so double-forked `setsid`
   daemons die with it.
@@ -68,7 +68,7 @@ and on this project's machines everything below holds):
   a per-run random nonce after the last test statement: `sys.exit`, `os._exit`, a signal or a
   crash before that is never a pass. A test comparison with a literal (`f(x) == 3`,
   `f(x) in ("a", "b")`) refuses values of program-defined types, so an object whose `__eq__`
-  always returns True fails it (`_sandbox_harness._literal_compare`).
+  always returns True fails it (`verifiers.sandbox.harness._literal_compare`).
 
 What is not covered:
 
@@ -109,7 +109,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-from verifiers import _sandbox_server as _srv
+from verifiers.sandbox import server as _srv
 
 __all__ = ["CaseResult", "CodeResult", "Limits", "check_code", "check_code_batch"]
 
@@ -161,13 +161,13 @@ class CodeResult:
 # --------------------------------------------------------------------------- the fork server
 
 # Loads the sandbox modules by path under private names (no `verifiers` package, and nothing of
-# this directory on sys.path, where `code.py` and `math.py` would shadow the standard library).
+# the package's directories on sys.path, where `code.py` would shadow the standard library).
 _BOOT = """
 import importlib.util, sys
 here = sys.argv[2]
 for name in ("seccomp", "isolation", "harness", "server"):
     spec = importlib.util.spec_from_file_location(f"_synth_sandbox_{name}",
-                                                  f"{here}/_sandbox_{name}.py")
+                                                  f"{here}/{name}.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
@@ -184,7 +184,7 @@ class _ForkServer:
 
     def __init__(self):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        here = str(Path(__file__).resolve().parent)
+        here = str(Path(__file__).resolve().parent / "sandbox")
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), here],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

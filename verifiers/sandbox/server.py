@@ -18,19 +18,19 @@
   than the rest of the run; a namespace no process is in keeps nothing an unprivileged program
   could have left (no interfaces to configure, its sockets died with it). There are as many
   slots as runs ever in flight at once.
-- The **child** is PID 1 of its PID namespace. `_sandbox_isolation.enter` starts a new session,
+- The **child** is PID 1 of its PID namespace. `isolation.enter` starts a new session,
   joins the slot's cgroups and network namespace, enters new mount and IPC namespaces, mounts
   private tmpfs on /tmp, /var/tmp, /dev/shm and a fresh /proc, makes its work dir, wires fds
   0-3 and closes every other fd, sets rlimits, scrubs the environment, drops to an
   unprivileged uid/gid with no groups, sets no_new_privs and the parent-death signal and
   installs the seccomp filter; only then does the child run the untrusted program through
-  `_sandbox_harness.run` (no exec: the interpreter is already warm). When it exits the kernel
+  `harness.run` (no exec: the interpreter is already warm). When it exits the kernel
   kills every process left in its PID namespace.
 
 Every isolation step the kernel refuses is recorded in the result's `isolation` map instead of
 failing the run, except dropping privileges: without it nothing runs. Modules: this one
-(scheduling and I/O), `_sandbox_isolation` (kernel mechanisms), `_sandbox_seccomp` (the
-filter), `_sandbox_harness` (what runs inside).
+(scheduling and I/O), `isolation` (kernel mechanisms), `seccomp` (the filter), `harness`
+(what runs inside).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _sibling(name: str):
     if mod is None:
         import importlib
 
-        mod = importlib.import_module(f"verifiers._sandbox_{name}")
+        mod = importlib.import_module(f"verifiers.sandbox.{name}")
     return mod
 
 

@@ -1,6 +1,6 @@
 """What runs inside the sandboxed child, after isolation is in place: the program, then the tests.
 
-Stdlib only; loaded by the fork server (`_sandbox_server`) before it forks, so each child
+Stdlib only; loaded by the fork server (`sandbox.server`) before it forks, so each child
 starts with it already imported. It talks to the fork server through one pipe (`REPORT_FD`) with
 JSON lines:
 

@@ -1,7 +1,7 @@
 """Linux isolation for the code sandbox: namespaces, cgroups, mounts, rlimits, privileges.
 
 Stdlib + ctypes only. `enter()` is what a freshly forked child runs, as root, before the
-untrusted program: see `_sandbox_server` for who forks it and `verifiers.code` for what
+untrusted program: see `sandbox.server` for who forks it and `verifiers.code` for what
 holds and what does not. `Slot` bundles what runs reuse one after another: an empty network
 namespace and a memory + pids cgroup pair.
 """
@@ -36,7 +36,7 @@ _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctype
 # package when this module is imported by the client or the tests.
 _seccomp = sys.modules.get("_synth_sandbox_seccomp")
 if _seccomp is None:
-    from verifiers import _sandbox_seccomp as _seccomp
+    from verifiers.sandbox import seccomp as _seccomp
 
 
 # --------------------------------------------------------------------------- kernel calls
