@@ -171,12 +171,26 @@ for name in ("seccomp", "isolation", "harness", "server"):
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-mod.serve(int(sys.argv[1]))
+mod.serve(int(sys.argv[1]), sys.argv[3] == "1")
 """
 
 
 class SandboxUnavailable(RuntimeError):
-    pass
+    """The sandbox cannot run here (no root and no user namespaces, and no opt-in to running
+    code unisolated), or its fork server failed. Raised by `check_code` and
+    `check_code_batch`: it is about this machine, not about the program."""
+
+
+class IsolationUnavailable(SandboxUnavailable):
+    """Neither root nor user namespaces, and no opt-in: no check can be made on this machine.
+    The one error `check_code` raises instead of returning a result."""
+
+
+UNISOLATED_ENV = "SYNTH_SANDBOX_UNISOLATED"
+
+
+def _unisolated_allowed() -> bool:
+    return os.environ.get(UNISOLATED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class _ForkServer:
@@ -186,7 +200,8 @@ class _ForkServer:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         here = str(Path(__file__).resolve().parent / "sandbox")
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), here],
+            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), here,
+             "1" if _unisolated_allowed() else "0"],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             env={"PATH": _srv.ENV_PATH, "LANG": "C.UTF-8"}, cwd="/", start_new_session=True,
         )
@@ -201,9 +216,11 @@ class _ForkServer:
         if not isinstance(self.hello, dict):
             self.close()
             raise SandboxUnavailable("the sandbox fork server did not start")
-        if self.hello.get("euid") != 0:
+        if self.hello.get("level") == "none" and not _unisolated_allowed():
             self.close()
-            raise SandboxUnavailable("the code sandbox must run as root (to drop privileges)")
+            raise IsolationUnavailable(f"the code sandbox cannot isolate programs here: "
+                                     f"{self.hello.get('why')}; or set {UNISOLATED_ENV}=1 to run "
+                                     "model-written code without isolation (every result says so)")
 
     @property
     def pid(self) -> int:
@@ -213,17 +230,27 @@ class _ForkServer:
         return self.proc.poll() is None
 
     def submit(self, job: dict, wait_s: float) -> dict:
+        """Send one job: its limits over a fresh socketpair (the answer comes back on it), the
+        program and tests, and the stdin data, as read-only files the child reads itself."""
         mine, theirs = socket.socketpair()
+        files = [_readonly_file("synth-job", json.dumps(
+            {"program": job["program"], "tests": job["tests"]}).encode())]
+        if job["stdin"] is not None:
+            files.append(_readonly_file("synth-stdin",
+                                        job["stdin"].encode("utf-8", "surrogateescape")))
+        limits = {k: v for k, v in job.items() if k not in ("program", "tests", "stdin")}
         try:
             with self.lock:
-                socket.send_fds(self.ctl, [b"J"], [theirs.fileno()])
+                socket.send_fds(self.ctl, [b"J"], [theirs.fileno(), *files])
             theirs.close()
             mine.settimeout(wait_s)
-            _srv.send_msg(mine, job)
+            _srv.send_msg(mine, limits)
             return _srv.recv_msg(mine)
         finally:
             mine.close()
             theirs.close()
+            for fd in files:
+                os.close(fd)
 
     def close(self) -> None:
         try:
@@ -235,6 +262,18 @@ class _ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _readonly_file(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, opened read-only at offset 0."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
 
 
 _server_lock = threading.Lock()
@@ -309,6 +348,9 @@ def _limit_verdict(raw: dict, limits: Limits) -> tuple[Verdict, str] | None:
         return "unverifiable", f"sandbox error: {raw['sandbox_error']}"
     if raw["setup_error"]:
         return "unverifiable", f"sandbox setup failed: {raw['setup_error']}"
+    if raw.get("forged"):
+        return "error", (f"the program wrote {raw['forged']} line(s) to the sandbox's report "
+                         "channel (results come from the harness only)")
     if raw["oom"]:  # checked first: a run whose process was OOM-killed may then hang
         return "memory", "the memory cgroup's OOM killer stopped a process"
     if raw["timed_out"]:
@@ -331,7 +373,7 @@ def _ended_early(raw: dict) -> str:
 def _assert_verdict(raw: dict, limits: Limits) -> tuple[Verdict, str, tuple[CaseResult, ...]]:
     tests = tuple(
         CaseResult(str(e.get("name", "")), bool(e.get("passed")), e.get("error"))
-        for e in raw["events"] if e.get("event") == "test"
+        for e in raw.get("events", ()) if e.get("event") == "test"
     )
     decided = _limit_verdict(raw, limits)
     if decided:
@@ -414,6 +456,8 @@ def check_code(program: str, tests, *, mode: Mode, timeout: float = 10.0, memory
     """Run `program` against `tests` in the sandbox and return a `CodeResult` (never raises)."""
     try:
         return _check(program, tests, mode, timeout, memory_mb, limits or Limits())
+    except IsolationUnavailable:
+        raise  # about this machine, for every program: the caller must hear it once
     except Exception as e:  # the checker's own failure must not take the pipeline down
         return _unverifiable(f"sandbox error: {type(e).__name__}: {e}")
 
@@ -492,5 +536,7 @@ def check_code_batch(items: Iterable, *, workers: int | None = None) -> list[Cod
 def _safe_call(item) -> CodeResult:
     try:
         return _call(item)
+    except IsolationUnavailable:
+        raise
     except Exception as e:
         return _unverifiable(f"bad batch item: {type(e).__name__}: {e}")

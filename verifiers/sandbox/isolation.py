@@ -1,7 +1,7 @@
 """Linux isolation for the code sandbox: namespaces, cgroups, mounts, rlimits, privileges.
 
-Stdlib + ctypes only. `enter()` is what a freshly forked child runs, as root, before the
-untrusted program: see `sandbox.server` for who forks it and `verifiers.code` for what
+Stdlib + ctypes only. `enter()` is what a freshly forked child runs, as root or as uid 0 of
+the fork server's user namespace (rootless), before the untrusted program: see `sandbox.server` for who forks it and `verifiers.code` for what
 holds and what does not. `Slot` bundles what runs reuse one after another: an empty network
 namespace and a memory + pids cgroup pair.
 """
@@ -22,15 +22,22 @@ NOBODY = 65534  # used when the uid range is not mapped (inside a user namespace
 MIB = 1 << 20
 ENV_PATH = "/usr/local/bin:/usr/bin:/bin"
 
-CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWUSER = 0x00020000, 0x08000000, 0x10000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_MOVE = 2, 4, 8, 4096, 8192
-MS_REC, MS_PRIVATE = 16384, 1 << 18
-PR_SET_PDEATHSIG = 1
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECUREBITS = 1, 24, 28
+PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+# SECBIT_NOROOT, SECBIT_NO_SETUID_FIXUP, SECBIT_KEEP_CAPS, SECBIT_NO_CAP_AMBIENT_RAISE, each
+# with its _LOCKED bit: uid 0 gets no capabilities back, not even through execve.
+SECUREBITS_LOCKED_DOWN = 0xFF
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
                         ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 # The seccomp module: loaded by path under a private name in the fork server, or as part of the
 # package when this module is imported by the client or the tests.
@@ -250,7 +257,7 @@ class Slot:
     def __init__(self, index: int, cgroup_parents: dict[str, str]):
         self.index = index
         self.netns = new_netns()
-        self.cg = Cgroups(f"synth-sbx-{os.getpid()}-{index}", cgroup_parents) \
+        self.cg = Cgroups(f"synth-sbx-{host_pid()}-{index}", cgroup_parents) \
             if cgroup_parents else None
 
     def close(self) -> None:
@@ -267,52 +274,118 @@ def _dup_high(fd: int) -> int:
     return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 100)
 
 
-def exposure_plan() -> list[tuple[str, list[str]]]:
-    """Directories the interpreter needs that an unprivileged uid cannot reach, by the closed
-    directory hiding them: e.g. [("/root", ["/root/.pyenv/versions/3.11.7"])] when Python is a
-    pyenv build under a 0700 /root. In the sandbox, the closed directory is covered with an
-    empty tmpfs and only those paths are bind-mounted back, so the program can import the
-    standard library without seeing anything else there."""
-    wanted = set()
-    for p in (sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix, *sys.path):
-        if p and os.path.isdir(p):
-            wanted.add(os.path.realpath(p))
-    plan: dict[str, set[str]] = {}
-    for path in wanted:
-        parts = path.strip("/").split("/")
-        for i in range(1, len(parts)):
-            ancestor = "/" + "/".join(parts[:i])
-            if not os.stat(ancestor).st_mode & 0o001:  # others may not traverse it
-                plan.setdefault(ancestor, set()).add(path)
-                break
-    result = []
-    for hidden, paths in sorted(plan.items()):
-        top = [p for p in sorted(paths) if not any(p.startswith(q + "/") for q in paths)]
-        result.append((hidden, top))
-    return result
+# The run's filesystem is built from an allow-list, in the manner of bubblewrap: a tmpfs root
+# holding read-only binds of what the interpreter needs, a few device nodes, private tmpfs on
+# /tmp, /var/tmp and /dev/shm, and a /proc of the run's own PID namespace. Nothing else of
+# the host (home directories, the project tree, the host's /tmp, /sys, other mounts) exists.
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32")
+ETC_PATHS = ("passwd", "group", "hosts", "nsswitch.conf", "host.conf", "ld.so.cache",
+             "ld.so.conf", "ld.so.conf.d", "localtime", "os-release", "alternatives")
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
-def _private_mounts(job: dict, proc: bool, plan: list) -> None:
+def filesystem_plan() -> list[tuple[str, str, str]]:
+    """What the run's root holds, as ("dir" | "file" | "link", host path, link target):
+    system directories, basic /etc files, and Python: its install (prefixes, the directory of
+    the executable) and site-packages directories. A sys.path entry that is neither under a
+    prefix nor a site-packages directory (an editable install's source tree) is left out.
+    Nested entries are covered by their top-most ancestor."""
+    plan: list[tuple[str, str, str]] = []
+    for path in SYSTEM_PATHS:
+        if os.path.islink(path):
+            plan.append(("link", path, os.readlink(path)))
+        elif os.path.isdir(path):
+            plan.append(("dir", path, ""))
+    for name in ETC_PATHS:
+        path = f"/etc/{name}"
+        if os.path.isdir(path):
+            plan.append(("dir", path, ""))
+        elif os.path.isfile(path):
+            plan.append(("file", path, ""))
+    wanted = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
+              os.path.dirname(os.path.realpath(sys.executable))}
+    wanted |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
+    real = {os.path.realpath(p) for p in wanted if p and os.path.isdir(p)}
+    # Resolve system-path symlinks (/lib -> usr/lib) so a Python under /usr is seen as covered.
+    covered = [os.path.realpath(path) for kind, path, _ in plan if kind == "dir"]
+    for path in sorted(real):
+        if path == "/" or any(path == c or path.startswith(c + "/") for c in covered):
+            continue
+        plan.append(("dir", path, ""))
+        covered.append(path)
+    return plan
+
+
+def _mount_flags(path: str) -> int:
+    """The flags a read-only bind of `path` must keep: a user namespace may not clear the
+    source mount's nosuid/nodev/noexec/atime flags (they are locked), only add to them."""
+    st = os.statvfs(path).f_flag
+    flags = MS_NOSUID | MS_NODEV
+    for st_bit, ms_bit in ((8, MS_NOEXEC), (1024, 1024), (2048, 2048), (4096, 1 << 21)):
+        if st & st_bit:  # ST_NOEXEC, ST_NOATIME, ST_NODIRATIME, ST_RELATIME
+            flags |= ms_bit
+    if not st & (1024 | 4096):
+        flags |= 1 << 24  # MS_STRICTATIME: a remount would otherwise default to relatime
+    return flags
+
+
+def _touch(path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+
+def _bind(src: str, dst: str, kind: str, read_only: bool = True) -> None:
+    if kind == "dir":
+        os.makedirs(dst, exist_ok=True)
+    else:
+        _touch(dst)
+    mount(src, dst, None, MS_BIND | MS_REC)
+    if read_only:
+        mount(None, dst, None, MS_REMOUNT | MS_BIND | MS_RDONLY | _mount_flags(src))
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    import platform
+
+    nr = _SYS_PIVOT_ROOT.get(platform.machine())
+    if nr is None:
+        raise OSError(38, f"pivot_root: no syscall number for {platform.machine()}")
+    _check(_libc.syscall(nr, new_root.encode(), put_old.encode()), "pivot_root")
+
+
+def build_root(job: dict, root: str, plan: list, proc: bool) -> None:
+    """In a fresh mount namespace: make `root` (an empty host directory) the run's whole
+    filesystem (see `filesystem_plan`), pivot into it and detach the host's tree."""
     # Never let our mounts propagate back to the host's mount namespace.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
-    mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={job['tmpfs_mb']}m,mode=1777")
-    for path in ("/var/tmp", "/dev/shm"):
-        if os.path.isdir(path):
-            mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=1777")
-    for n, (hidden, paths) in enumerate(plan):
-        staged = []
-        for i, path in enumerate(paths):  # park each needed tree, hide its parent, move it back
-            stage = f"/tmp/.stage-{n}-{i}"
-            os.mkdir(stage)
-            mount(path, stage, None, MS_BIND | MS_REC)
-            staged.append((stage, path))
-        mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        for stage, path in staged:
-            os.makedirs(path, exist_ok=True)
-            mount(stage, path, None, MS_MOVE)
-            os.rmdir(stage)
+    mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    for kind, path, target in plan:
+        dst = root + path
+        if kind == "link":
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            os.symlink(target, dst)
+        else:
+            _bind(path, dst, kind)
+    os.makedirs(f"{root}/dev", exist_ok=True)
+    for name in DEVICES:  # device nodes bound from the host (a new node needs CAP_MKNOD)
+        if os.path.exists(f"/dev/{name}"):
+            _bind(f"/dev/{name}", f"{root}/dev/{name}", "file", read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{name}")
+    for path, size in (("/tmp", f"{job['tmpfs_mb']}m"), ("/var/tmp", "8m"), ("/dev/shm", "8m")):
+        os.makedirs(root + path, exist_ok=True)
+        mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    os.mkdir(f"{root}/proc")
     if proc:  # a /proc that shows only this PID namespace
-        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    os.mkdir(f"{root}/.old")
+    pivot_root(root, f"{root}/.old")
+    os.chdir("/")
+    _check(_libc.umount2(b"/.old", MNT_DETACH), "umount /.old")
+    os.rmdir("/.old")
+    # The root's own tmpfs (mount points and empty files) becomes read-only too.
+    mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
 def _set_rlimits(job: dict) -> None:
@@ -345,19 +418,114 @@ def _drop_privileges(uid: int, gid: int) -> None:
     raise RuntimeError("setuid(0) succeeded after dropping privileges")
 
 
-def enter(job: dict, fds: tuple[int, int, int, int], slot: Slot, host_workdir: str, iso: dict,
-          plan: list, ids: str, seccomp_filter: bytes | None) -> str:
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities() -> None:
+    """Rootless: the run is uid 0 of the fork server's user namespace (the only uid mapped, the
+    user's own), so it cannot switch uid; it gives up every capability instead, for good:
+    the bounding and ambient sets are emptied, the securebits locked so that neither uid 0 nor
+    an execve brings any back, then the effective, permitted and inheritable sets cleared."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == 22:  # EINVAL: past the last capability of this kernel
+                break
+            _check(-1, f"prctl(PR_CAPBSET_DROP, {cap})")
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _check(_libc.prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED_DOWN, 0, 0, 0), "securebits")
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    for line in _read("/proc/self/status").splitlines():
+        if line.startswith(("CapEff:", "CapPrm:", "CapBnd:")) and int(line.split()[1], 16):
+            raise RuntimeError(f"capabilities were not dropped ({line})")
+
+
+def enter_user_namespace() -> None:
+    """Rootless: make the calling (single-threaded) process uid and gid 0 of a new user
+    namespace, mapped to the caller's own uid and gid, with setgroups denied (all an
+    unprivileged process may map). Inside it, it may make PID, network, mount and IPC
+    namespaces and mount tmpfs, binds and proc in them."""
+    uid, gid = os.geteuid(), os.getegid()
+    unshare(CLONE_NEWUSER)
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"0 {uid} 1")
+    _write("/proc/self/gid_map", f"0 {gid} 1")
+
+
+def enter(job: dict, fds: tuple[int, ...], slot: Slot, host_workdir: str, iso: dict,
+          settings) -> str:
     """Isolate the calling process, a child just forked as PID 1 of a fresh PID namespace, in
-    the order that matters: everything that needs root first, then drop root, then seccomp.
-    `fds` become its stdin, stdout, stderr and report fd (0-3); every other fd is closed.
-    Records what held in `iso`, returns the work dir; raises if anything essential failed."""
+    the order that matters: everything that needs privilege first, then drop it, then seccomp.
+    `fds` become its stdin, stdout, stderr, report fd and job fd (0-4); every other fd is
+    closed. `settings.level` is "root" (the fork server runs as root: the run drops to a uid
+    of its own), "rootless" (the server is uid 0 of its own user namespace: the run drops every
+    capability) or "none" (no isolation, an explicit opt-in: rlimits, seccomp and a work dir
+    only). Records what held in `iso`, returns the work dir; raises if anything essential
+    failed (the run then never starts)."""
+    level = settings.level
     os.setsid()
+    iso["level"] = level
     # A uid no other live run has: derived from our pid as the host sees it (the host's
     # /proc is still mounted here), or nobody where the uid range is not ours.
-    uid = UID_BASE + int(os.readlink("/proc/self")) if ids == "unique" else NOBODY
+    uid = UID_BASE + int(os.readlink("/proc/self")) if settings.ids == "unique" else NOBODY
     iso["cgroups"] = slot.cg.join() if slot.cg else []
+    iso.update(net_ns=False, ipc_ns=False, mount_ns=False, private_root=False)
+    if level != "none":
+        _enter_namespaces(slot, iso)
+    workdir = host_workdir
+    if iso["mount_ns"]:
+        try:
+            build_root(job, settings.root_dir, settings.fs_plan, iso["pid_ns"])
+            workdir, iso["private_root"] = "/tmp/work", True
+        except OSError:
+            if level == "rootless":  # the run would see everything the user can: never run it
+                raise
+    elif level == "rootless":
+        raise RuntimeError("no mount namespace: the run would see the user's files")
+    os.mkdir(workdir, 0o700)
+    if level == "root":
+        os.chown(workdir, uid, uid)
+    os.chdir(workdir)
+
+    high = [_dup_high(fd) for fd in fds]
+    for target, fd in enumerate(high):  # 0 stdin, 1 stdout, 2 stderr, 3 report, 4 job
+        os.dup2(fd, target)
+    os.set_inheritable(3, False)
+    os.set_inheritable(4, False)
+    os.closerange(5, max(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+    iso["fds_wired"] = True  # from here on, the report fd is 3
+
+    _set_rlimits(job)
+    os.environ.clear()
+    os.environ.update({"PATH": ENV_PATH, "HOME": workdir, "USER": "sandbox",
+                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
+    sys.dont_write_bytecode = True
+    if level == "root":
+        _drop_privileges(uid, uid)
+        iso["uid"] = uid
+    elif level == "rootless":
+        drop_capabilities()
+        iso["uid"], iso["capabilities"] = 0, "none"  # uid 0 of the user namespace: the user
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    try:
+        iso["seccomp"] = _seccomp.install(_libc, settings.seccomp_filter)
+    except OSError:
+        iso["seccomp"] = False
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    return workdir
+
+
+def _enter_namespaces(slot: Slot, iso: dict) -> None:
+    """The slot's network namespace (or a new one), and new IPC and mount namespaces."""
     wanted = {"ipc_ns": CLONE_NEWIPC, "mount_ns": CLONE_NEWNS}
-    iso["net_ns"] = False
     if slot.netns is not None:
         try:
             setns(slot.netns, CLONE_NEWNET)
@@ -376,41 +544,15 @@ def enter(job: dict, fds: tuple[int, int, int, int], slot: Slot, host_workdir: s
                 iso[key] = True
             except OSError:
                 iso[key] = False
-    workdir = host_workdir
-    iso["private_tmp"] = False
-    if iso["mount_ns"]:
-        try:
-            _private_mounts(job, iso["pid_ns"], plan)
-            workdir, iso["private_tmp"] = "/tmp/work", True
-        except OSError:
-            pass
-    os.mkdir(workdir, 0o700)
-    os.chown(workdir, uid, uid)
-    os.chdir(workdir)
 
-    high = [_dup_high(fd) for fd in fds]
-    for target, fd in enumerate(high):  # 0 stdin, 1 stdout, 2 stderr, 3 report
-        os.dup2(fd, target)
-    os.set_inheritable(3, False)
-    os.closerange(4, max(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
-    iso["fds_wired"] = True  # from here on, the report fd is 3
 
-    _set_rlimits(job)
-    os.environ.clear()
-    os.environ.update({"PATH": ENV_PATH, "HOME": workdir, "USER": "sandbox",
-                       "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
-    sys.dont_write_bytecode = True
-    _drop_privileges(uid, uid)
-    iso["uid"] = uid
-    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def host_pid() -> int:
+    """This process's pid as the host sees it (the host's /proc is mounted here), also when
+    it runs in a PID namespace of its own (the rootless fork server is PID 1 of one)."""
     try:
-        iso["seccomp"] = _seccomp.install(_libc, seccomp_filter)
-    except OSError:
-        iso["seccomp"] = False
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_DFL)
-    return workdir
+        return int(os.readlink("/proc/self"))
+    except (OSError, ValueError):
+        return os.getpid()
 
 
 def kill_uid(uid: int) -> None:
