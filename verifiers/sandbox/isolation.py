@@ -97,56 +97,105 @@ def _read(path: str) -> str:
         return f.read()
 
 
-# --------------------------------------------------------------------------- cgroups (v1)
+# --------------------------------------------------------------------------- cgroups
 
 
-def cgroup_parents() -> dict[str, str]:
-    """{controller: this process's own cgroup dir} for the v1 memory and pids hierarchies.
-
-    Job cgroups are made inside our own, so limits set above us (a container's) still apply."""
-    mounts = {}
+def cgroup_parents(mountinfo: str | None = None, proc_cgroup: str | None = None) -> dict[str, str]:
+    """Where run cgroups are made: {"memory": dir, "pids": dir} on cgroup v1 (this process's own
+    cgroup in each hierarchy, when writable), else {"v2": dir} on cgroup v2 (see
+    `_cgroup2_parent`), else {} (rlimits only). Limits set above the chosen place (a
+    container's, a Slurm job's) still apply to the runs. The arguments are for tests."""
     try:
-        for line in _read("/proc/self/mountinfo").splitlines():
-            pre, _, post = line.partition(" - ")
-            fields, post = pre.split(), post.split()
-            if len(post) >= 3 and post[0] == "cgroup":
-                for ctrl in ("memory", "pids"):
-                    if ctrl in post[2].split(","):
-                        mounts[ctrl] = (fields[4], fields[3])  # mount point, root inside it
-        own = {}
-        for line in _read("/proc/self/cgroup").splitlines():
-            _, ctrls, path = line.split(":", 2)
-            for ctrl in ctrls.split(","):
-                own[ctrl] = path
-    except (OSError, ValueError):
+        mountinfo = _read("/proc/self/mountinfo") if mountinfo is None else mountinfo
+        proc_cgroup = _read("/proc/self/cgroup") if proc_cgroup is None else proc_cgroup
+    except OSError:
         return {}
+    v1, v2 = {}, None
+    for line in mountinfo.splitlines():
+        pre, _, post = line.partition(" - ")
+        fields, post = pre.split(), post.split()
+        if len(fields) < 5 or not post:
+            continue
+        if post[0] == "cgroup" and len(post) >= 3:
+            for ctrl in ("memory", "pids"):
+                if ctrl in post[2].split(","):
+                    v1[ctrl] = (fields[4], fields[3])  # mount point, root inside it
+        elif post[0] == "cgroup2":
+            v2 = (fields[4], fields[3])
+    own = {}
+    for line in proc_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for ctrl in parts[1].split(",") if parts[1] else ["v2"]:
+                own[ctrl] = parts[2]
     parents = {}
-    for ctrl, (point, root) in mounts.items():
-        rel = own.get(ctrl, "/")
-        if root != "/" and rel.startswith(root):
-            rel = rel[len(root):]
-        path = os.path.join(point, rel.lstrip("/"))
+    for ctrl, mount_root in v1.items():
+        path = _cgroup_dir(mount_root, own.get(ctrl, "/"))
         if os.path.isdir(path) and os.access(path, os.W_OK):
             parents[ctrl] = path
-    return parents
+    if parents or v2 is None or "v2" not in own:
+        return parents
+    parent = _cgroup2_parent(_cgroup_dir(v2, own["v2"]), v2[0])
+    return {"v2": parent} if parent else {}
+
+
+def _cgroup_dir(mount_root: tuple[str, str], rel: str) -> str:
+    point, root = mount_root
+    if root != "/" and rel.startswith(root):
+        rel = rel[len(root):]
+    return os.path.join(point, rel.lstrip("/"))
+
+
+def _cgroup2_parent(own: str, top: str) -> str | None:
+    """A cgroup v2 directory D where run cgroups can get memory and pids limits: D's children
+    have both controllers (D's cgroup.subtree_control lists them: D holds no processes, as
+    cgroup v2 requires), we may write D and its cgroup.procs (as root, or in a subtree
+    delegated to us: a systemd user slice, `systemd-run --user -p Delegate=yes`), and no
+    cgroup between our own and D sets a memory or pids limit that the runs would escape.
+    Tried from our own cgroup upwards; None when there is no such place."""
+    d = own
+    while d.startswith(top):
+        try:
+            enabled = _read(f"{d}/cgroup.subtree_control").split()
+        except OSError:
+            return None
+        if {"memory", "pids"} <= set(enabled) and os.access(d, os.W_OK) \
+                and os.access(f"{d}/cgroup.procs", os.W_OK):
+            return d
+        for name in ("memory.max", "memory.high", "pids.max"):  # our runs would escape these
+            try:
+                if _read(f"{d}/{name}").strip() != "max":
+                    return None
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return None
+        if d.rstrip("/") == top.rstrip("/"):
+            return None
+        d = os.path.dirname(d.rstrip("/"))
+    return None
 
 
 class Cgroups:
-    """A memory and a pids cgroup (whichever of the two the kernel allows), reused by the runs of
-    one slot. Limits are rewritten only when a run asks for different ones; OOM kills are
-    counted from the previous run's count."""
+    """A memory and a pids cgroup (v1: one in each hierarchy; v2: one cgroup with both), as the
+    kernel allows, reused by the runs of one slot. Limits are rewritten only when a run asks
+    for different ones; OOM kills are counted from the previous run's count."""
 
     NAME = re.compile(r"synth-sbx-(\d+)-(\d+)")
 
     def __init__(self, name: str, parents: dict[str, str]):
         self.dirs: dict[str, str] = {}
-        for ctrl, parent in parents.items():
+        self.v2 = "v2" in parents
+        targets = {"memory": parents["v2"], "pids": parents["v2"]} if self.v2 else parents
+        for ctrl, parent in targets.items():
             path = os.path.join(parent, name)
             try:
                 os.mkdir(path)
             except FileExistsError:
                 pass
             except OSError:
+                continue
+            if self.v2 and not os.path.exists(f"{path}/{ctrl}.max"):
                 continue
             self.dirs[ctrl] = path
         self.applied: tuple[int, int] | None = None
@@ -155,7 +204,7 @@ class Cgroups:
     @classmethod
     def sweep(cls, parents: dict[str, str]) -> None:
         """Remove slot cgroups left by fork servers that were killed (their pid is gone)."""
-        for parent in parents.values():
+        for parent in set(parents.values()):
             try:
                 names = os.listdir(parent)
             except OSError:
@@ -174,7 +223,11 @@ class Cgroups:
             return
         for ctrl, path in list(self.dirs.items()):
             try:
-                if ctrl == "memory":
+                if ctrl == "memory" and self.v2:
+                    _write(f"{path}/memory.max", str(memory_bytes))
+                    if os.path.exists(f"{path}/memory.swap.max"):
+                        _write(f"{path}/memory.swap.max", "0")  # swap would stretch the limit
+                elif ctrl == "memory":
                     # memory+swap must stay >= memory: lift it, set memory, then bring it down.
                     memsw = f"{path}/memory.memsw.limit_in_bytes"
                     has_memsw = os.path.exists(memsw)
@@ -194,7 +247,8 @@ class Cgroups:
         joined = []
         for ctrl, path in self.dirs.items():
             try:
-                _write(f"{path}/cgroup.procs", "0")
+                if not (self.v2 and joined):  # v2: one cgroup holds both controllers
+                    _write(f"{path}/cgroup.procs", "0")
                 joined.append(ctrl)
             except OSError:
                 pass
@@ -202,7 +256,7 @@ class Cgroups:
 
     def procs(self) -> list[int]:
         pids = set()
-        for path in self.dirs.values():
+        for path in set(self.dirs.values()):
             try:
                 pids.update(int(p) for p in _read(f"{path}/cgroup.procs").split())
             except (OSError, ValueError):
@@ -211,8 +265,9 @@ class Cgroups:
 
     def _oom_kills(self) -> int:
         path = self.dirs.get("memory")
+        name = "memory.events" if self.v2 else "memory.oom_control"
         try:
-            for line in _read(f"{path}/memory.oom_control").splitlines() if path else ():
+            for line in _read(f"{path}/{name}").splitlines() if path else ():
                 key, _, val = line.partition(" ")
                 if key == "oom_kill":
                     return int(val)
@@ -228,6 +283,11 @@ class Cgroups:
     def kill_members(self) -> bool:
         """SIGKILL every process in the cgroups; True if there were any."""
         pids = self.procs()
+        if pids and self.v2:
+            try:  # the whole cgroup at once, forks in flight included (Linux 5.14+)
+                _write(f"{next(iter(self.dirs.values()))}/cgroup.kill", "1")
+            except OSError:
+                pass
         for p in pids:
             try:
                 os.kill(p, signal.SIGKILL)
@@ -240,7 +300,7 @@ class Cgroups:
             if not self.kill_members():
                 break
             time.sleep(0.005)
-        for path in self.dirs.values():
+        for path in set(self.dirs.values()):
             for _ in range(200):  # the last tasks leave a moment after they are reaped
                 try:
                     os.rmdir(path)
