@@ -247,3 +247,95 @@ def test_seccomp_filter_builds_for_known_architectures():
     for arch in ("x86_64", "aarch64"):
         code = __import__("verifiers.sandbox.seccomp", fromlist=["x"]).build_filter(arch)
         assert code and len(code) % 8 == 0 and len(code) // 8 < 4096
+
+
+# --------------------------------------------------------------------------- isolation levels
+
+
+def _fake_cgroup2(root: Path, layout: dict[str, dict[str, str]]) -> str:
+    """A cgroup v2 tree under `root` (directories with the files given) and its mountinfo."""
+    for rel, files in layout.items():
+        d = root / rel
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in {"cgroup.procs": "", "cgroup.subtree_control": "", **files}.items():
+            (d / name).write_text(text)
+    return f"30 23 0:26 / {root} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw\n"
+
+
+SCOPE = "user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope"
+
+
+@pytest.mark.parametrize("limits,enabled_at,expected", [
+    # a systemd user slice: our scope's parent gives its children memory and pids
+    ({}, "user.slice/user-1000.slice/user@1000.service/app.slice",
+     "user.slice/user-1000.slice/user@1000.service/app.slice"),
+    # the controllers are only enabled higher up, past nothing that limits us: found there
+    ({}, "user.slice", "user.slice"),
+    # our own scope has a memory limit: a cgroup above it would escape it, so none is used
+    ({SCOPE: {"memory.max": "1073741824"}}, "user.slice", None),
+    # a pids limit on the way up, the same
+    ({"user.slice/user-1000.slice/user@1000.service": {"pids.max": "100"}}, "user.slice", None),
+    # nowhere are the controllers enabled for children: rlimits only
+    ({}, None, None),
+])
+def test_cgroup_v2_place_never_escapes_a_limit(tmp_path, limits, enabled_at, expected):
+    parts = SCOPE.split("/")
+    layout = {"/".join(parts[:i]): {"memory.max": "max", "pids.max": "max"}
+              for i in range(1, len(parts) + 1)}
+    for rel, files in limits.items():
+        layout[rel].update(files)
+    if enabled_at:
+        layout[enabled_at]["cgroup.subtree_control"] = "cpu memory pids\n"
+    mountinfo = _fake_cgroup2(tmp_path / "cg", layout)
+    found = _sandbox_isolation.cgroup_parents(mountinfo, f"0::/{SCOPE}\n")
+    assert found == ({"v2": str(tmp_path / "cg" / expected)} if expected else {})
+
+
+def test_cgroup_v1_is_used_when_writable(tmp_path):
+    (tmp_path / "memory" / "a").mkdir(parents=True)
+    (tmp_path / "pids").mkdir()
+    mountinfo = (f"35 31 0:32 / {tmp_path}/memory rw - cgroup cgroup rw,memory\n"
+                 f"39 31 0:36 / {tmp_path}/pids rw - cgroup cgroup rw,pids\n")
+    found = _sandbox_isolation.cgroup_parents(mountinfo, "4:memory:/a\n8:pids:/\n0::/\n")
+    assert found == {"memory": str(tmp_path / "memory" / "a"), "pids": str(tmp_path / "pids") + "/"}
+
+
+_NO_USERNS = """
+import ctypes, json, os, sys
+from verifiers.sandbox import seccomp
+seccomp.install(ctypes.CDLL(None, use_errno=True), seccomp.build_filter())  # no new namespaces
+from verifiers.code import IsolationUnavailable, check_code
+try:
+    r = check_code("def f():\\n    return 1\\n", "assert f() == 1\\n", mode="assert")
+    print(json.dumps({"verdict": r.verdict, "level": r.isolation.get("level")}))
+except IsolationUnavailable as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops to uid 65534 itself")
+def test_no_root_and_no_user_namespaces_is_one_line_unless_opted_in():
+    """An ordinary user whose kernel refuses user namespaces (here: a seccomp filter that
+    refuses new namespaces, inherited by the fork server): the check raises one clear line;
+    with SYNTH_SANDBOX_UNISOLATED=1 it runs, and the result says `level: none`."""
+    from tests.rootless import NOBODY, become, env_for, python_for, stage
+
+    python = python_for(NOBODY)
+    assert python, "no Python interpreter that uid 65534 can run"
+    work = stage()
+    try:
+        outs = []
+        for extra in ({}, {"SYNTH_SANDBOX_UNISOLATED": "1"}):
+            r = subprocess.run([python, "-c", _NO_USERNS], cwd=work, env={**env_for(work), **extra},
+                               preexec_fn=become(NOBODY), capture_output=True, text=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stderr
+            outs.append(json.loads(r.stdout))
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    refused, opted_in = outs
+    assert "user namespaces are refused" in refused["error"] and "\n" not in refused["error"]
+    assert "SYNTH_SANDBOX_UNISOLATED=1" in refused["error"]
+    assert opted_in == {"verdict": "passed", "level": "none"}
