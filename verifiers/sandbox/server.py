@@ -523,6 +523,20 @@ class _Settings:
                                          dir="/tmp") if level != "none" else ""
         self.seccomp_filter = _sibling("seccomp").build_filter()
 
+    @staticmethod
+    def sweep() -> None:
+        """Remove the empty root directories of fork servers that were killed."""
+        import glob
+        import re
+
+        for path in glob.glob("/tmp/synth-sbx-root-*"):
+            m = re.fullmatch(r"synth-sbx-root-(\d+)-\w+", os.path.basename(path))
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+
     def close(self) -> None:
         if self.root_dir:
             try:
@@ -685,6 +699,7 @@ def serve(ctl_fd: int, allow_unisolated: bool = False) -> None:
             __import__(name)
         except ImportError:
             pass
+    _Settings.sweep()
     settings = _Settings(level, why)
     isolation.Cgroups.sweep(settings.cgroup_parents)
     server = Server(ctl, settings)
