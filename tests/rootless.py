@@ -54,8 +54,11 @@ def stage(files: list[Path] = (), with_pytest: bool = False) -> Path:
         import pytest
 
         site = Path(pytest.__file__).resolve().parents[1]
-        for pkg in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging"):
-            shutil.copytree(site / pkg, work / "site" / pkg, ignore=_SKIP)
+        for pkg in ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "py.py"):
+            if (site / pkg).is_dir():
+                shutil.copytree(site / pkg, work / "site" / pkg, ignore=_SKIP)
+            elif (site / pkg).is_file():
+                shutil.copy(site / pkg, work / "site" / pkg)
         (work / "pytest.ini").write_text("[pytest]\n")
     for path in [work, *work.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)

@@ -487,17 +487,23 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def drop_capabilities() -> None:
-    """Rootless: the run is uid 0 of the fork server's user namespace (the only uid mapped, the
-    user's own), so it cannot switch uid; it gives up every capability instead, for good:
-    the bounding and ambient sets are emptied, the securebits locked so that neither uid 0 nor
-    an execve brings any back, then the effective, permitted and inheritable sets cleared."""
+def drop_bounding_set() -> None:
+    """Empty the capability bounding and ambient sets (needs CAP_SETPCAP: call it while
+    privileged), so that not even an execve of a file with capabilities brings any back."""
     for cap in range(64):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             if ctypes.get_errno() == 22:  # EINVAL: past the last capability of this kernel
                 break
             _check(-1, f"prctl(PR_CAPBSET_DROP, {cap})")
     _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+
+
+def drop_capabilities() -> None:
+    """Rootless: the run is uid 0 of the fork server's user namespace (the only uid mapped, the
+    user's own), so it cannot switch uid; it gives up every capability instead, for good:
+    the bounding and ambient sets are emptied, the securebits locked so that neither uid 0 nor
+    an execve brings any back, then the effective, permitted and inheritable sets cleared."""
+    drop_bounding_set()
     _check(_libc.prctl(PR_SET_SECUREBITS, SECUREBITS_LOCKED_DOWN, 0, 0, 0), "securebits")
     header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # _LINUX_CAPABILITY_VERSION_3
     _check(_libc.capset(ctypes.byref(header), data), "capset")
@@ -567,7 +573,8 @@ def enter(job: dict, fds: tuple[int, ...], slot: Slot, host_workdir: str, iso: d
                        "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"})
     sys.dont_write_bytecode = True
     if level == "root":
-        _drop_privileges(uid, uid)
+        drop_bounding_set()
+        _drop_privileges(uid, uid)  # root -> another uid: the kernel clears every other set
         iso["uid"] = uid
     elif level == "rootless":
         drop_capabilities()
