@@ -312,19 +312,29 @@ class Cgroups:
 
 
 class Slot:
-    """Reusable per-concurrency resources: an empty network namespace and cgroups."""
+    """Reusable per-concurrency resources: an empty network namespace, the mount namespace of
+    the runs' filesystem (`prepare_root`) and cgroups. `root_error` says why there is no
+    mount namespace, if there is none."""
 
-    def __init__(self, index: int, cgroup_parents: dict[str, str]):
+    def __init__(self, index: int, cgroup_parents: dict[str, str], root_dir: str = "",
+                 fs_plan: list | None = None):
         self.index = index
         self.netns = new_netns()
+        self.mntns, self.root_error = None, "no filesystem plan"
+        if root_dir:
+            try:
+                self.mntns = prepare_root(root_dir, fs_plan or [])
+            except OSError as e:
+                self.root_error = f"building the run's filesystem failed: {e}"
         self.cg = Cgroups(f"synth-sbx-{host_pid()}-{index}", cgroup_parents) \
             if cgroup_parents else None
 
     def close(self) -> None:
         if self.cg:
             self.cg.remove()
-        if self.netns is not None:
-            os.close(self.netns)
+        for fd in (self.netns, self.mntns):
+            if fd is not None:
+                os.close(fd)
 
 
 # --------------------------------------------------------------------------- the child
@@ -345,7 +355,8 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 def filesystem_plan() -> list[tuple[str, str, str]]:
-    """What the run's root holds, as ("dir" | "file" | "link", host path, link target):
+    """What the run's root holds, as ("dir" | "file" | "link" | "copy", host path, link target
+    or, for "copy", the small file's bytes as latin-1 text):
     system directories, basic /etc files, and Python: its install (prefixes, the directory of
     the executable) and site-packages directories. A sys.path entry that is neither under a
     prefix nor a site-packages directory (an editable install's source tree) is left out.
@@ -360,8 +371,10 @@ def filesystem_plan() -> list[tuple[str, str, str]]:
         path = f"/etc/{name}"
         if os.path.isdir(path):
             plan.append(("dir", path, ""))
-        elif os.path.isfile(path):
-            plan.append(("file", path, ""))
+        elif os.path.isfile(path) and os.stat(path).st_mode & 0o004:  # world-readable only
+            # small files are copied into the run's root (one write, not two mounts per run)
+            with open(path, "rb") as f:
+                plan.append(("copy", path, f.read(1 << 20).decode("latin-1")))
     wanted = {sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
               os.path.dirname(os.path.realpath(sys.executable))}
     wanted |= {p for p in sys.path if os.path.basename(p) in ("site-packages", "dist-packages")}
@@ -413,9 +426,30 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(nr, new_root.encode(), put_old.encode()), "pivot_root")
 
 
-def build_root(job: dict, root: str, plan: list, proc: bool) -> None:
-    """In a fresh mount namespace: make `root` (an empty host directory) the run's whole
-    filesystem (see `filesystem_plan`), pivot into it and detach the host's tree."""
+def prepare_root(root: str, plan: list) -> int:
+    """In the fork server: a mount namespace whose root is the runs' filesystem (see
+    `filesystem_plan`), made once per slot and held by the returned fd. Its root is a
+    read-only tmpfs with the allow-listed binds, the devices, and empty mount points for /tmp,
+    /var/tmp and /dev/shm; the host's /proc is bound at /proc, to be covered by each run's
+    own (an unprivileged user namespace may mount a proc only where one is already fully
+    visible). The host's tree is detached. Each run enters it and takes a copy of it
+    (`enter_root`): a few mounts per run, not a rebuild."""
+    own = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        unshare(CLONE_NEWNS)
+        ns = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _build_root(root, plan)
+        except BaseException:
+            os.close(ns)
+            raise
+        return ns
+    finally:
+        setns(own, CLONE_NEWNS)  # back home: the server's root and cwd are the host's again
+        os.close(own)
+
+
+def _build_root(root: str, plan: list) -> None:
     # Never let our mounts propagate back to the host's mount namespace.
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
@@ -424,6 +458,13 @@ def build_root(job: dict, root: str, plan: list, proc: bool) -> None:
         if kind == "link":
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             os.symlink(target, dst)
+        elif kind == "copy":  # `target` holds the file's bytes (latin-1)
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, target.encode("latin-1"))
+            finally:
+                os.close(fd)
         else:
             _bind(path, dst, kind)
     os.makedirs(f"{root}/dev", exist_ok=True)
@@ -433,19 +474,29 @@ def build_root(job: dict, root: str, plan: list, proc: bool) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
-    for path, size in (("/tmp", f"{job['tmpfs_mb']}m"), ("/var/tmp", "8m"), ("/dev/shm", "8m")):
+    for path in RUN_TMPFS:
         os.makedirs(root + path, exist_ok=True)
-        mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
-    os.mkdir(f"{root}/proc")
-    if proc:  # a /proc that shows only this PID namespace
-        mount("proc", f"{root}/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _bind("/proc", f"{root}/proc", "dir", read_only=False)
     os.mkdir(f"{root}/.old")
     pivot_root(root, f"{root}/.old")
     os.chdir("/")
     _check(_libc.umount2(b"/.old", MNT_DETACH), "umount /.old")
     os.rmdir("/.old")
-    # The root's own tmpfs (mount points and empty files) becomes read-only too.
+    # The root's own tmpfs (mount points, links, copied /etc files) becomes read-only too.
     mount(None, "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+
+
+RUN_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def enter_root(job: dict, proc: bool) -> None:
+    """In a run, just after it took its own copy of the slot's mount namespace: fresh tmpfs
+    on /tmp (`tmpfs_mb`), /var/tmp and /dev/shm, and a /proc of its PID namespace."""
+    for path in RUN_TMPFS:
+        size = f"{job['tmpfs_mb']}m" if path == "/tmp" else "8m"
+        mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777")
+    if proc:  # covers the host's /proc bound there
+        mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _set_rlimits(job: dict) -> None:
@@ -545,15 +596,21 @@ def enter(job: dict, fds: tuple[int, ...], slot: Slot, host_workdir: str, iso: d
     if level != "none":
         _enter_namespaces(slot, iso)
     workdir = host_workdir
-    if iso["mount_ns"]:
-        try:
-            build_root(job, settings.root_dir, settings.fs_plan, iso["pid_ns"])
-            workdir, iso["private_root"] = "/tmp/work", True
-        except OSError:
-            if level == "rootless":  # the run would see everything the user can: never run it
-                raise
-    elif level == "rootless":
-        raise RuntimeError("no mount namespace: the run would see the user's files")
+    if iso["private_root"] and not iso["mount_ns"]:  # never mount into the slot's namespace
+        raise RuntimeError("entered the run's filesystem but could not copy its namespace")
+    if iso["private_root"]:
+        enter_root(job, iso["pid_ns"])
+        workdir = "/tmp/work"
+    elif level == "rootless":  # the run would see everything the user can: never run it
+        raise RuntimeError(f"no private filesystem for the run ({slot.root_error})")
+    elif iso["mount_ns"]:  # root on a kernel without the root filesystem: private tmpfs
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        for path in RUN_TMPFS:
+            if os.path.isdir(path):
+                mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=8m,mode=1777")
+        if iso["pid_ns"]:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        workdir = "/tmp/work"
     os.mkdir(workdir, 0o700)
     if level == "root":
         os.chown(workdir, uid, uid)
@@ -591,7 +648,14 @@ def enter(job: dict, fds: tuple[int, ...], slot: Slot, host_workdir: str, iso: d
 
 
 def _enter_namespaces(slot: Slot, iso: dict) -> None:
-    """The slot's network namespace (or a new one), and new IPC and mount namespaces."""
+    """The slot's network namespace (or a new one), new IPC and mount namespaces (the mount
+    namespace a copy of the slot's, whose root is the runs' filesystem, when there is one)."""
+    if slot.mntns is not None:
+        try:
+            setns(slot.mntns, CLONE_NEWNS)  # the root and cwd become the slot's root
+            iso["private_root"] = True
+        except OSError as e:
+            slot.root_error = f"entering the run's filesystem failed: {e}"
     wanted = {"ipc_ns": CLONE_NEWIPC, "mount_ns": CLONE_NEWNS}
     if slot.netns is not None:
         try:

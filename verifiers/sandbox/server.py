@@ -577,7 +577,8 @@ class Server:
     def acquire_slot(self) -> isolation.Slot:
         if self.free:
             return self.free.pop()
-        slot = isolation.Slot(len(self.slots), self.settings.cgroup_parents)
+        slot = isolation.Slot(len(self.slots), self.settings.cgroup_parents,
+                              self.settings.root_dir, self.settings.fs_plan)
         self.slots.append(slot)
         return slot
 
@@ -665,10 +666,11 @@ def _isolation_level(ctl_fd: int) -> tuple[str, str]:
         return "root", ""
     try:
         isolation.enter_user_namespace()
-        # A network namespace of our own too (the server needs none: its sockets are a unix
-        # pair it already holds), so that making a run's namespace and coming back to ours
-        # needs no privilege on the host.
-        isolation.unshare(isolation.CLONE_NEWPID | isolation.CLONE_NEWNET)
+        # Network and mount namespaces of our own too (the server needs no network: its
+        # sockets are a unix pair it already holds; its mounts are a copy of the host's), so
+        # that making a slot's namespaces and coming back to ours needs no privilege on the
+        # host.
+        isolation.unshare(isolation.CLONE_NEWPID | isolation.CLONE_NEWNET | isolation.CLONE_NEWNS)
     except OSError as e:
         return "none", (f"not root, and user namespaces are refused ({e.strerror}); enable them "
                         "(sysctl user.max_user_namespaces=15000, and on Debian/Ubuntu "
@@ -707,7 +709,7 @@ def serve(ctl_fd: int, allow_unisolated: bool = False) -> None:
     gc.freeze()  # keep the GC from touching (and copying) the server's objects in each child
     hello = {"pid": server.host_pid, "euid": os.geteuid(), "level": level, "why": why,
              "ids": settings.ids, "cgroups": sorted(settings.cgroup_parents),
-             "filesystem": settings.fs_plan, "seccomp": settings.seccomp_filter is not None}
+             "filesystem": [[kind, path] for kind, path, _ in settings.fs_plan], "seccomp": settings.seccomp_filter is not None}
     try:
         ctl.sendall(json.dumps(hello).encode())
         ctl.setblocking(False)
