@@ -1,19 +1,14 @@
-"""verifiers.code: verdicts, stdio comparison, the sample problems, and the sandbox under attack.
-
-Every adversarial test checks one property, then `_assert_unharmed`: a trivial program still
-passes, the fork server is the same process and alive, and none of its sandbox processes,
-unreaped children, occupied cgroups or host work dirs is left behind.
-"""
+"""verifiers.code: verdicts, stdio comparison, the sample problems, batches, timeouts from
+threads, processes and Ray actors, the fork server's slots and cgroups, and the isolation
+levels (cgroup v2 discovery, refusing to run unisolated). The attacks are in
+tests/test_sandbox_attacks.py."""
 
 from __future__ import annotations
 
-import ast
 import glob
 import json
 import multiprocessing
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import _sandbox_harness, _sandbox_isolation
-from verifiers.code import (CodeResult, Limits, _server, _shutdown_server, check_code,
+from verifiers.sandbox import harness as _sandbox_harness
+from verifiers.sandbox import isolation as _sandbox_isolation
+from verifiers.code import (CodeResult, _server, _shutdown_server, check_code,
                             check_code_batch)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,64 +35,9 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the code sandbox need
 # --------------------------------------------------------------------------- helpers
 
 
-def _sandbox_pids(server_pid: int) -> list[int]:
-    """Processes under a sandbox uid (UID_BASE + host pid) that belong to this server's runs
-    (other test sessions on the machine may be running sandboxes of their own)."""
-    found = []
-    for status in glob.glob("/proc/[0-9]*/status"):
-        pid = status.split("/")[2]
-        try:
-            uid = int(next(line for line in Path(status).read_text().splitlines()
-                           if line.startswith("Uid:")).split()[1])
-            cgroups = Path(f"/proc/{pid}/cgroup").read_text()
-        except (OSError, StopIteration):
-            continue
-        ours = f"synth-sbx-{server_pid}-" in cgroups or not _sandbox_isolation.cgroup_parents()
-        if uid >= _sandbox_isolation.UID_BASE and ours:
-            found.append(int(pid))
-    return found
-
-
-def _children(ppid: int) -> list[int]:
-    kids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            fields = Path(stat).read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == ppid:
-            kids.append(int(stat.split("/")[2]))
-    return kids
-
-
-def _slot_cgroups(server_pid: int | None = None) -> list[str]:
-    name = f"synth-sbx-{server_pid}-*" if server_pid else "synth-sbx-*"
-    return [p for parent in _sandbox_isolation.cgroup_parents().values()
-            for p in glob.glob(f"{parent}/{name}")]
-
-
-def _leftovers(server_pid: int) -> dict:
-    occupied = [p for p in _slot_cgroups(server_pid) if Path(p, "cgroup.procs").read_text().strip()]
-    return {"sandbox processes": _sandbox_pids(server_pid),
-            "server children": _children(server_pid), "occupied cgroups": occupied,
-            "work dirs": glob.glob(f"/tmp/synth-sbx-{server_pid}-*")}
-
-
-def _assert_unharmed(server_pid: int) -> None:
-    assert os.path.isdir(f"/proc/{server_pid}"), "the fork server died"
-    r = check_code(*TRIVIAL, mode="assert")
-    assert r.verdict == "passed", r
-    assert _server().pid == server_pid, "the fork server was replaced"
-    deadline = time.monotonic() + 5
-    while (left := _leftovers(server_pid)) != {k: [] for k in left}:
-        assert time.monotonic() < deadline, f"left behind: {left}"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def server_pid() -> int:
-    """The fork server's pid, started if needed; the test asserts it is unharmed at the end."""
-    return _server().pid
+def _slot_cgroups(server_pid: int) -> list[str]:
+    return [p for parent in set(_sandbox_isolation.cgroup_parents().values())
+            for p in glob.glob(f"{parent}/synth-sbx-{server_pid}-*")]
 
 
 def _run(program: str, tests: str = "assert True\n", **kw) -> CodeResult:
@@ -282,315 +223,6 @@ def test_timeout_from_a_ray_actor(ray_session):
     ray.kill(checker)
 
 
-# --------------------------------------------------------------------------- adversarial
-
-
-def test_infinite_loop_times_out(server_pid):
-    r = _run("while True:\n    pass\n", timeout=1)
-    assert r.verdict == "timeout" and 0.9 < r.elapsed_s < 3, r
-    _assert_unharmed(server_pid)
-
-
-def test_sleeping_program_times_out_on_wall_clock(server_pid):
-    r = _run("import time\ntime.sleep(3600)\n", timeout=1)
-    assert r.verdict == "timeout" and r.elapsed_s < 3, r
-    _assert_unharmed(server_pid)
-
-
-def test_fork_bomb_is_contained(server_pid):
-    bomb = ("import os\nwhile True:\n    try:\n        os.fork()\n"
-            "    except OSError:\n        pass\n")
-    r = _run(bomb, timeout=2)
-    assert r.verdict != "passed", r
-    assert r.isolation["pid_ns"] and "pids" in r.isolation["cgroups"]
-    _assert_unharmed(server_pid)
-
-
-def test_memory_bomb_is_a_memory_verdict(server_pid):
-    r = _run("chunks = []\nwhile True:\n    chunks.append(bytearray(10 ** 7))\n", memory_mb=256)
-    assert r.verdict == "memory", r
-    _assert_unharmed(server_pid)
-
-
-def test_memory_bomb_across_processes_hits_the_cgroup(server_pid):
-    prog = ("import os, time\nfor _ in range(4):\n    if os.fork() == 0:\n"
-            "        b = b'x' * (200 << 20)\n        time.sleep(1)\n        os._exit(0)\n"
-            "for _ in range(4):\n    os.wait()\n")
-    r = _run(prog, memory_mb=300, timeout=10)  # each child fits its own address-space limit
-    assert r.verdict == "memory" and r.elapsed_s < 5, r
-    _assert_unharmed(server_pid)
-
-
-def test_output_flood_is_cut_while_streaming(server_pid):
-    r = _run("while True:\n    print('x' * 1000)\n", timeout=10)
-    assert r.verdict == "error" and "output limit" in r.reason, r
-    assert r.elapsed_s < 5 and len(r.stdout) <= 4000
-    _assert_unharmed(server_pid)
-
-
-def test_deep_recursion_is_not_a_pass(server_pid):
-    prog = "import sys\nsys.setrecursionlimit(10 ** 9)\ndef f(n):\n    return f(n + 1) + 1\nf(0)\n"
-    r = _run(prog, memory_mb=256, timeout=3)
-    assert r.verdict in ("memory", "error", "timeout"), r
-    _assert_unharmed(server_pid)
-
-
-def test_parent_environment_is_not_visible(monkeypatch):
-    monkeypatch.setenv("SYNTH_TEST_SECRET", "hunter2-do-not-leak")
-    _shutdown_server()  # the next server is started with the secret in our environment
-    server_pid = _server().pid
-    prog = f"""
-import os
-print(dict(os.environ))
-for pid in ("self", "1", "{os.getpid()}", "{server_pid}"):
-    try:
-        print(open(f"/proc/{{pid}}/environ", "rb").read())
-    except OSError as e:
-        print(pid, e)
-"""
-    r = _run(prog)
-    assert r.verdict == "passed", r
-    assert "hunter2" not in r.stdout and "SYNTH_TEST_SECRET" not in r.stdout
-    assert "PATH" in r.stdout  # the program did print its (scrubbed) environment
-    _assert_unharmed(server_pid)
-
-
-def test_proc_shows_only_the_run(server_pid):
-    prog = ("import os\n"
-            "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()), os.getpid())\n")
-    r = _run(prog)
-    assert r.stdout.split("]")[0] + "]" == "[1]" and r.stdout.split()[-1] == "1", r
-    _assert_unharmed(server_pid)
-
-
-def test_cannot_read_outside_the_work_dir(server_pid):
-    prog = """
-for path in ("/etc/shadow", "/root/.bashrc", "/root/.ray/auth_token", "/proc/1/root/etc/shadow"):
-    try:
-        open(path, "rb").read()
-        print("READ", path)
-    except OSError:
-        print("denied", path)
-"""
-    r = _run(prog)
-    assert r.verdict == "passed" and "READ" not in r.stdout and r.stdout.count("denied") == 4, r
-    _assert_unharmed(server_pid)
-
-
-def test_cannot_write_outside_the_work_dir(server_pid):
-    name = f"synth-sandbox-escape-{os.getpid()}"
-    targets = [f"{ROOT}/{name}", f"/etc/{name}", f"/root/{name}", f"/tmp/{name}",
-               f"/var/tmp/{name}", f"/dev/shm/{name}"]
-    prog = f"""
-import os
-for path in {targets!r}:
-    try:
-        with open(path, "w") as f:
-            f.write("pwned")
-    except OSError as e:
-        print("denied", path)
-with open("inside.txt", "w") as f:
-    f.write("fine")
-print(os.getcwd(), open("inside.txt").read())
-"""
-    r = _run(prog)
-    assert r.verdict == "passed", r
-    assert "fine" in r.stdout
-    assert [t for t in targets if os.path.exists(t)] == []
-    _assert_unharmed(server_pid)
-
-
-def test_filling_the_disk_is_bounded(server_pid):
-    free_before = shutil.disk_usage("/").free
-    prog = """
-import os
-written = 0
-for i in range(10 ** 6):
-    try:
-        with open(f"fill{i}", "wb") as f:
-            for _ in range(64):
-                f.write(b"x" * (1 << 20))
-                written += 1 << 20
-    except OSError:
-        if i > 200:
-            break
-print(written)
-"""
-    r = _run(prog, timeout=10)
-    assert r.verdict == "passed", r
-    assert int(r.stdout.split()[-1]) <= (Limits().tmpfs_mb + 1) << 20
-    assert free_before - shutil.disk_usage("/").free < 200 << 20
-    _assert_unharmed(server_pid)
-
-
-def test_no_network(server_pid):
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.5)
-    port = listener.getsockname()[1]
-    abstract = socket.socket(socket.AF_UNIX)
-    abstract.bind(b"\0synth-sandbox-test")
-    abstract.listen()
-    abstract.settimeout(0.5)
-    prog = f"""
-import socket
-for addr in (("127.0.0.1", {port}), ("1.1.1.1", 53), ("8.8.8.8", 443)):
-    try:
-        socket.create_connection(addr, timeout=1)
-        print("CONNECTED", addr)
-    except OSError as e:
-        print("blocked", addr, e)
-try:
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(b"\\0synth-sandbox-test")
-    print("CONNECTED abstract")
-except OSError as e:
-    print("blocked abstract", e)
-try:
-    socket.getaddrinfo("example.com", 80)
-    print("RESOLVED")
-except OSError as e:
-    print("blocked dns", e)
-"""
-    try:
-        r = _run(prog, timeout=10)
-        assert r.verdict == "passed", r
-        assert "CONNECTED" not in r.stdout and "RESOLVED" not in r.stdout, r.stdout
-        for sock in (listener, abstract):
-            with pytest.raises(TimeoutError):
-                sock.accept()
-    finally:
-        listener.close()
-        abstract.close()
-    _assert_unharmed(server_pid)
-
-
-def test_cannot_kill_the_parent_or_the_server(server_pid):
-    prog = f"""
-import os, signal
-for pid in ({os.getpid()}, {server_pid}, os.getppid(), -1):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError as e:
-        print("refused", pid, e)
-"""
-    r = _run(prog)
-    assert r.verdict in ("passed", "error"), r
-    _assert_unharmed(server_pid)  # we are still here, and so is the same server
-
-
-def test_blocking_on_stdin_returns_at_once(server_pid):
-    r = _run("import sys\ndata = sys.stdin.read()\nline = input()\n", timeout=10)
-    assert r.verdict == "error" and "EOFError" in r.reason and r.elapsed_s < 2, r
-    _assert_unharmed(server_pid)
-
-
-def test_double_fork_setsid_daemon_is_killed(server_pid):
-    prog = """
-import os, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        while True:        # a daemon holding stdout open, in its own session
-            time.sleep(0.1)
-    os._exit(0)
-"""
-    r = _run(prog, timeout=10)
-    assert r.verdict == "passed" and r.elapsed_s < 3, r
-    _assert_unharmed(server_pid)  # includes: no process with a sandbox uid is left
-
-
-def test_ctypes_cannot_regain_privileges(server_pid):
-    prog = """
-import ctypes, os, resource
-libc = ctypes.CDLL(None, use_errno=True)
-CLONE_NEWUSER, CLONE_NEWNET, CLONE_NEWNS = 0x10000000, 0x40000000, 0x20000
-print("setuid", libc.setuid(0), os.getuid())
-print("unshare-user", libc.unshare(CLONE_NEWUSER))
-print("unshare-net", libc.unshare(CLONE_NEWNET | CLONE_NEWNS))
-print("mount", libc.mount(b"none", b"/tmp", b"tmpfs", 0, None))
-print("ptrace", libc.ptrace(16, 1, 0, 0))
-try:
-    resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    print("RAISED RLIMIT")
-except (ValueError, OSError):
-    print("rlimit refused")
-"""
-    r = _run(prog)
-    assert r.verdict == "passed", r
-    out = dict(line.split(" ", 1) for line in r.stdout.splitlines())
-    assert out["setuid"].split()[0] == "-1" and out["setuid"].split()[1] != "0"
-    assert out["unshare-user"] == out["unshare-net"] == out["mount"] == out["ptrace"] == "-1"
-    assert out["rlimit"] == "refused"
-    _assert_unharmed(server_pid)
-
-
-def test_ctypes_segfault_is_an_error(server_pid):
-    r = _run("import ctypes\nctypes.string_at(0)\n")
-    assert r.verdict == "error" and "SIGSEGV" in r.reason, r
-    _assert_unharmed(server_pid)
-
-
-def test_runs_unprivileged_with_no_stray_fds(server_pid):
-    prog = ("import os\n"
-            "print(os.getuid(), os.getgid(), os.getgroups(),"
-            " sorted(os.listdir('/proc/self/fd')))\n")
-    r = _run(prog)
-    uid, gid, rest = r.stdout.split(" ", 2)
-    assert int(uid) == r.isolation["uid"] >= _sandbox_isolation.UID_BASE and int(gid) == int(uid)
-    # fds 0-2, the report pipe (3), and the directory being listed (4): nothing inherited
-    assert rest.startswith("[] ") and ast.literal_eval(rest[3:]) == ["0", "1", "2", "3", "4"]
-    _assert_unharmed(server_pid)
-
-
-def test_sys_exit_before_the_tests_is_not_a_pass(server_pid):
-    r = _run(TRIVIAL[0] + "import sys\nsys.exit(0)\n", TRIVIAL[1])
-    assert r.verdict == "error" and "SystemExit" in r.reason, r
-    _assert_unharmed(server_pid)
-
-
-def test_os_exit_before_the_tests_is_not_a_pass(server_pid):
-    r = _run(TRIVIAL[0] + "import os\nos._exit(0)\n", TRIVIAL[1])
-    assert r.verdict == "error" and "before the tests finished" in r.reason, r
-    _assert_unharmed(server_pid)
-
-
-def test_exiting_during_the_tests_is_not_a_pass(server_pid):
-    prog = "import os\ndef add(a, b):\n    os._exit(0)\n"
-    r = _run(prog, TRIVIAL[1])
-    assert r.verdict == "error", r
-    _assert_unharmed(server_pid)
-
-
-def test_forged_done_line_is_not_a_pass(server_pid):
-    prog = """
-import os
-os.write(3, b'{"event": "program_ok"}\\n{"event": "done", "nonce": "0000"}\\n')
-os._exit(0)
-"""
-    r = _run(prog, "assert False\n")
-    assert r.verdict == "error", r
-    _assert_unharmed(server_pid)
-
-
-def test_always_equal_object_does_not_pass(server_pid):
-    prog = """
-class Anything:
-    def __eq__(self, other): return True
-    def __ne__(self, other): return False
-    def __contains__(self, item): return True
-    __hash__ = object.__hash__
-
-def solve(x):
-    return Anything()
-"""
-    for tests in ("assert solve(1) == 2\n", "assert solve(1) == [1, 2]\n", "assert 3 == solve(1)\n",
-                  "assert solve(1) in ('a', 'b')\n", "assert 'a' in solve(1)\n",
-                  "assert not (solve(1) != 'x')\n"):
-        r = _run(prog, tests)
-        assert r.verdict == "failed" and "not trusted" in r.reason, (tests, r)
-    _assert_unharmed(server_pid)
-
-
 # --------------------------------------------------------------------------- the literal guard
 
 
@@ -613,5 +245,97 @@ def test_literal_guard_treats_none_as_identity_for_program_types():
 
 def test_seccomp_filter_builds_for_known_architectures():
     for arch in ("x86_64", "aarch64"):
-        code = __import__("verifiers._sandbox_seccomp", fromlist=["x"]).build_filter(arch)
+        code = __import__("verifiers.sandbox.seccomp", fromlist=["x"]).build_filter(arch)
         assert code and len(code) % 8 == 0 and len(code) // 8 < 4096
+
+
+# --------------------------------------------------------------------------- isolation levels
+
+
+def _fake_cgroup2(root: Path, layout: dict[str, dict[str, str]]) -> str:
+    """A cgroup v2 tree under `root` (directories with the files given) and its mountinfo."""
+    for rel, files in layout.items():
+        d = root / rel
+        d.mkdir(parents=True, exist_ok=True)
+        for name, text in {"cgroup.procs": "", "cgroup.subtree_control": "", **files}.items():
+            (d / name).write_text(text)
+    return f"30 23 0:26 / {root} rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw\n"
+
+
+SCOPE = "user.slice/user-1000.slice/user@1000.service/app.slice/run-1.scope"
+
+
+@pytest.mark.parametrize("limits,enabled_at,expected", [
+    # a systemd user slice: our scope's parent gives its children memory and pids
+    ({}, "user.slice/user-1000.slice/user@1000.service/app.slice",
+     "user.slice/user-1000.slice/user@1000.service/app.slice"),
+    # the controllers are only enabled higher up, past nothing that limits us: found there
+    ({}, "user.slice", "user.slice"),
+    # our own scope has a memory limit: a cgroup above it would escape it, so none is used
+    ({SCOPE: {"memory.max": "1073741824"}}, "user.slice", None),
+    # a pids limit on the way up, the same
+    ({"user.slice/user-1000.slice/user@1000.service": {"pids.max": "100"}}, "user.slice", None),
+    # nowhere are the controllers enabled for children: rlimits only
+    ({}, None, None),
+])
+def test_cgroup_v2_place_never_escapes_a_limit(tmp_path, limits, enabled_at, expected):
+    parts = SCOPE.split("/")
+    layout = {"/".join(parts[:i]): {"memory.max": "max", "pids.max": "max"}
+              for i in range(1, len(parts) + 1)}
+    for rel, files in limits.items():
+        layout[rel].update(files)
+    if enabled_at:
+        layout[enabled_at]["cgroup.subtree_control"] = "cpu memory pids\n"
+    mountinfo = _fake_cgroup2(tmp_path / "cg", layout)
+    found = _sandbox_isolation.cgroup_parents(mountinfo, f"0::/{SCOPE}\n")
+    assert found == ({"v2": str(tmp_path / "cg" / expected)} if expected else {})
+
+
+def test_cgroup_v1_is_used_when_writable(tmp_path):
+    (tmp_path / "memory" / "a").mkdir(parents=True)
+    (tmp_path / "pids").mkdir()
+    mountinfo = (f"35 31 0:32 / {tmp_path}/memory rw - cgroup cgroup rw,memory\n"
+                 f"39 31 0:36 / {tmp_path}/pids rw - cgroup cgroup rw,pids\n")
+    found = _sandbox_isolation.cgroup_parents(mountinfo, "4:memory:/a\n8:pids:/\n0::/\n")
+    assert found == {"memory": str(tmp_path / "memory" / "a"), "pids": str(tmp_path / "pids") + "/"}
+
+
+_NO_USERNS = """
+import ctypes, json, os, sys
+from verifiers.sandbox import seccomp
+seccomp.install(ctypes.CDLL(None, use_errno=True), seccomp.build_filter())  # no new namespaces
+from verifiers.code import IsolationUnavailable, check_code
+try:
+    r = check_code("def f():\\n    return 1\\n", "assert f() == 1\\n", mode="assert")
+    print(json.dumps({"verdict": r.verdict, "level": r.isolation.get("level")}))
+except IsolationUnavailable as e:
+    print(json.dumps({"error": str(e)}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="drops to uid 65534 itself")
+def test_no_root_and_no_user_namespaces_is_one_line_unless_opted_in():
+    """An ordinary user whose kernel refuses user namespaces (here: a seccomp filter that
+    refuses new namespaces, inherited by the fork server): the check raises one clear line;
+    with SYNTH_SANDBOX_UNISOLATED=1 it runs, and the result says `level: none`."""
+    from tests.rootless import NOBODY, become, env_for, python_for, stage
+
+    python = python_for(NOBODY)
+    assert python, "no Python interpreter that uid 65534 can run"
+    work = stage()
+    try:
+        outs = []
+        for extra in ({}, {"SYNTH_SANDBOX_UNISOLATED": "1"}):
+            r = subprocess.run([python, "-c", _NO_USERNS], cwd=work, env={**env_for(work), **extra},
+                               preexec_fn=become(NOBODY), capture_output=True, text=True,
+                               timeout=60)
+            assert r.returncode == 0, r.stderr
+            outs.append(json.loads(r.stdout))
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    refused, opted_in = outs
+    assert "user namespaces are refused" in refused["error"] and "\n" not in refused["error"]
+    assert "SYNTH_SANDBOX_UNISOLATED=1" in refused["error"]
+    assert opted_in == {"verdict": "passed", "level": "none"}

@@ -27,15 +27,28 @@ Verdicts, in the order they are decided:
   statement, a wrong stdio output).
 - `passed`: everything ran and nothing failed.
 
-What is covered (Linux, as root; each result's `isolation` map records what held for that run,
-and on this project's machines everything below holds):
+Isolation levels (each result's `isolation["level"]`; its `isolation` map records what held
+for that run, and on this project's machines everything below holds for both levels):
+
+- `root`: the checker runs as root. Each run drops to a uid of its own.
+- `rootless`: the checker is an ordinary user (a laptop, a Slurm job, a KubeRay pod as uid
+  1000). The fork server enters a user namespace of its own (uid 0 there is the user) and
+  becomes PID 1 of a PID namespace it owns; each run has the same namespaces, filesystem,
+  seccomp filter and limits as with root, and gives up every capability for good instead of
+  switching uid (so it runs as the user, which is why its filesystem is an allow-list).
+- `none`: neither root nor user namespaces. The first check raises `IsolationUnavailable`,
+  one line saying what is missing and how to enable it, unless `SYNTH_SANDBOX_UNISOLATED=1`
+  opts in to running model-written code with rlimits and seccomp only; every result then
+  says `level: none`.
+
+What is covered (Linux, root and rootless):
 
 - A warm fork server (one per client process, started with `python -I` and a fixed minimal
   environment) forks one child per run and watches all runs from one `poll` loop; nothing is
   exec'd, so a run costs a few milliseconds of CPU, not an interpreter start. Deadlines are
   enforced by that loop with pidfds, never by signals in the caller: they work from any
   thread, subprocess or Ray actor (each Ray worker gets its own server). A run whose caller
-  goes away is killed. See `_sandbox_server` for the moving parts.
+  goes away is killed. See `verifiers.sandbox.server` for the moving parts.
 - The child is PID 1 of a new PID namespace, in its own session and process group. When it
   ends, the kernel kills everything left in that namespace, so double-forked `setsid`
   daemons die with it.
@@ -43,54 +56,73 @@ and on this project's machines everything below holds):
   and the host's abstract unix sockets are out of reach). Namespaces are kept per server
   *slot* and reused by runs one after another, never by two runs at once: making one per run
   costs more kernel CPU than the rest of the run, and an unprivileged run leaves nothing in it.
-- New mount and IPC namespaces: private tmpfs on /tmp (the work dir is /tmp/work, size
-  `Limits.tmpfs_mb`), /var/tmp and /dev/shm, and a /proc that shows only the run's processes.
-  They vanish with the run, so nothing it writes survives and the disk cannot fill; other
-  processes' sockets under the host's /tmp (Ray's, for one) are out of sight. A directory that
-  others cannot enter but the interpreter lives under (pyenv under a 0700 /root) is covered by
-  an empty tmpfs with only the Python install bind-mounted back.
-- cgroups (v1, per slot, inside the caller's own cgroup so limits above still apply): memory
-  (`memory_mb`, swap included) and pids (`Limits.max_procs`: a fork bomb stops there).
+- Filesystem, from an allow-list (in the manner of bubblewrap): a new mount namespace whose
+  root is a read-only tmpfs holding read-only binds of /usr (and the /bin, /lib... links or
+  directories), a few /etc files (passwd, group, hosts, ld.so.cache, localtime...), the
+  Python install and its site-packages, the devices null, zero, full, random and urandom,
+  private tmpfs on /tmp (the work dir is /tmp/work, size `Limits.tmpfs_mb`), /var/tmp and
+  /dev/shm, and a /proc that shows only the run's processes. Home directories, the project
+  tree, the host's /tmp, /sys, /run and every other mount do not exist in the run; no host
+  path is writable, and what the run writes vanishes with it.
+- cgroups, inside the caller's own place so that limits above still apply: v1 (per slot,
+  in the caller's own memory and pids cgroups, when writable) or v2 (a child of the nearest
+  cgroup we may write whose children get memory and pids, with no limit between it and our
+  own cgroup that the runs would escape: as root, or in a delegated subtree such as a
+  systemd user slice). Memory (`memory_mb`, swap included) and pids (`Limits.max_procs`: a
+  fork bomb stops there). Without either (rootless without delegation), rlimits only.
 - rlimits: CPU time, address space, processes, file size, open files, stack; no core dumps,
   no POSIX message queues.
-- Before the program runs, the child drops to an unprivileged uid/gid of its own (1000000000 +
-  its pid on the host, so concurrent runs cannot signal or read each other; 65534 inside a user
-  namespace) with no supplementary groups, sets no_new_privs (setuid binaries give nothing
-  back) and a parent-death SIGKILL, and installs a seccomp filter refusing new namespaces (an
-  unprivileged user namespace would be "root" inside it), mount, ptrace, bpf, keyrings, perf,
-  io_uring and module loading. With no capabilities it cannot raise its rlimits, read
-  root-only files, or write anywhere but its private mounts.
+- Privileges: as root, the child drops to an unprivileged uid/gid of its own (1000000000 +
+  its pid on the host, so concurrent runs cannot signal or read each other; 65534 inside a
+  user namespace) with no supplementary groups; rootless, it empties every capability set
+  (bounding and ambient included) and locks the securebits so nothing brings one back. Then
+  no_new_privs (setuid binaries give nothing back), a parent-death SIGKILL, and a seccomp
+  filter refusing new namespaces (an unprivileged user namespace would be "root" inside it),
+  mount, ptrace, bpf, keyrings, perf, io_uring and module loading. It cannot raise its rlimits
+  or write anywhere but its private mounts.
 - File descriptors: stdin is the case's input or /dev/null, stdout and stderr are pipes whose
   total is capped while the data streams (the run is killed at the cap), every other inherited
   fd is closed. The environment is fixed and minimal; the fork server was started with it, so
   not even /proc/self/environ holds the caller's secrets.
-- Results travel on a separate pipe, and a run counts as finished only when the harness sends
-  a per-run random nonce after the last test statement: `sys.exit`, `os._exit`, a signal or a
-  crash before that is never a pass. A test comparison with a literal (`f(x) == 3`,
-  `f(x) in ("a", "b")`) refuses values of program-defined types, so an object whose `__eq__`
-  always returns True fails it (`_sandbox_harness._literal_compare`).
+- Other runs: the program, tests and stdin travel as read-only in-memory files that only the
+  run's child reads, never the fork server, and a child wipes the other runs' buffers it
+  inherited (their output so far, their reports): no run sees another's tests, key or state,
+  in memory or on disk.
+- Results come from the harness only: the report pipe's first line is a per-run key the
+  child makes after the fork, before anything untrusted runs, and every later line carries
+  its HMAC. A line the program writes there (forged, malformed, or a cut-off line of its own)
+  is the program's failure (`error`), and a run counts as finished only when the signed
+  `done` line arrives: `sys.exit`, `os._exit`, a signal or a crash before that is never a
+  pass. A test comparison with a literal (`f(x) == 3`, `f(x) in ("a", "b")`) refuses values
+  of program-defined types, so an object whose `__eq__` always returns True fails it
+  (`verifiers.sandbox.harness._literal_compare`).
 
 What is not covered:
 
-- World-readable host files stay readable (source trees, /etc, site-packages, /sys). Keep
-  secrets out of world-readable places.
-- Kernel bugs: this is namespaces + seccomp + an unprivileged uid, not a VM or gVisor.
+- Kernel bugs: this is namespaces + seccomp + dropped privileges, not a VM or gVisor.
+- The allow-listed system files stay readable (/usr, the Python install, site-packages, the
+  listed /etc files): keep secrets out of them.
 - Tests and program share one interpreter. A program written against this harness can reach
-  its state through `gc`, frames or ctypes (the nonce, the report fd) and forge a pass, or patch
-  library classes the tests rely on. The guards stop accidental and generic reward hacks, not
-  a targeted attack on the checker's own process.
+  its state through `gc`, frames or ctypes (the report key and fd) and forge a pass, or
+  patch library classes the tests rely on. The guards stop accidental and generic reward
+  hacks, not a targeted attack on the checker's own process. Freed memory the fork server
+  once used may still hold bytes of earlier results (never of programs or tests, which it
+  never reads).
 - The literal guard covers single comparisons with a literal side only, not comparisons with
   variables (`assert f(x) == expected`), chained comparisons, or truthiness (`assert f(x)`).
 - Fairness: concurrent runs share the CPUs as the scheduler sees fit; do not run more parallel
   checks than memory allows (`workers` x `memory_mb`).
+- Rootless: supplementary groups cannot be dropped (setgroups is denied in an unprivileged
+  user namespace); without a delegated cgroup, memory is capped per process (RLIMIT_AS), so
+  a run's total is bounded by `max_procs` x `memory_mb`, and RLIMIT_NPROC counts all of the
+  user's processes.
 - If a fork server is SIGKILLed (a Ray worker torn down mid-run), its runs die with it
   (parent-death signal), but its empty cgroups stay until the next server starts.
-- Weaker kernels degrade, as `isolation` shows: without PID namespaces or a pids cgroup,
-  leftovers are killed by `kill(-1)` as the run's uid; without a mount namespace the work dir
-  is a host directory under /tmp (removed afterwards), only RLIMIT_FSIZE bounds writes, and
-  the host /tmp and /proc are visible; without a network namespace the network is open;
-  cgroup v2-only hosts get rlimits but no cgroups; seccomp has tables for x86-64 and aarch64
-  only. Not running as root is not supported: every check is then `unverifiable`.
+- Weaker kernels degrade, as `isolation` shows: as root without PID namespaces or a pids
+  cgroup, leftovers are killed by `kill(-1)` as the run's uid; as root without a mount
+  namespace the work dir is a host directory under /tmp (removed afterwards) and the host's
+  filesystem is visible (rootless, no run starts then); without a network namespace the
+  network is open; seccomp has tables for x86-64 and aarch64 only.
 """
 
 from __future__ import annotations
@@ -109,7 +141,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Literal, Mapping
 
-from verifiers import _sandbox_server as _srv
+from verifiers.sandbox import server as _srv
 
 __all__ = ["CaseResult", "CodeResult", "Limits", "check_code", "check_code_batch"]
 
@@ -161,22 +193,36 @@ class CodeResult:
 # --------------------------------------------------------------------------- the fork server
 
 # Loads the sandbox modules by path under private names (no `verifiers` package, and nothing of
-# this directory on sys.path, where `code.py` and `math.py` would shadow the standard library).
+# the package's directories on sys.path, where `code.py` would shadow the standard library).
 _BOOT = """
 import importlib.util, sys
 here = sys.argv[2]
 for name in ("seccomp", "isolation", "harness", "server"):
     spec = importlib.util.spec_from_file_location(f"_synth_sandbox_{name}",
-                                                  f"{here}/_sandbox_{name}.py")
+                                                  f"{here}/{name}.py")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
-mod.serve(int(sys.argv[1]))
+mod.serve(int(sys.argv[1]), sys.argv[3] == "1")
 """
 
 
 class SandboxUnavailable(RuntimeError):
-    pass
+    """The sandbox cannot run here (no root and no user namespaces, and no opt-in to running
+    code unisolated), or its fork server failed. Raised by `check_code` and
+    `check_code_batch`: it is about this machine, not about the program."""
+
+
+class IsolationUnavailable(SandboxUnavailable):
+    """Neither root nor user namespaces, and no opt-in: no check can be made on this machine.
+    The one error `check_code` raises instead of returning a result."""
+
+
+UNISOLATED_ENV = "SYNTH_SANDBOX_UNISOLATED"
+
+
+def _unisolated_allowed() -> bool:
+    return os.environ.get(UNISOLATED_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 class _ForkServer:
@@ -184,9 +230,10 @@ class _ForkServer:
 
     def __init__(self):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        here = str(Path(__file__).resolve().parent)
+        here = str(Path(__file__).resolve().parent / "sandbox")
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), here],
+            [sys.executable, "-I", "-c", _BOOT, str(theirs.fileno()), here,
+             "1" if _unisolated_allowed() else "0"],
             pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             env={"PATH": _srv.ENV_PATH, "LANG": "C.UTF-8"}, cwd="/", start_new_session=True,
         )
@@ -201,29 +248,48 @@ class _ForkServer:
         if not isinstance(self.hello, dict):
             self.close()
             raise SandboxUnavailable("the sandbox fork server did not start")
-        if self.hello.get("euid") != 0:
+        if self.hello.get("level") == "none" and not _unisolated_allowed():
             self.close()
-            raise SandboxUnavailable("the code sandbox must run as root (to drop privileges)")
+            raise IsolationUnavailable(f"the code sandbox cannot isolate programs here: "
+                                     f"{self.hello.get('why')}; or set {UNISOLATED_ENV}=1 to run "
+                                     "model-written code without isolation (every result says so)")
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        """The fork server's pid on the host: the process that forks and watches the runs
+        (rootless, a child of the process started here: PID 1 of a PID namespace of its own)."""
+        return int(self.hello.get("pid", self.proc.pid))
+
+    @property
+    def level(self) -> str:
+        """"root", "rootless" or "none" (see `sandbox.isolation.enter`)."""
+        return str(self.hello.get("level"))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def submit(self, job: dict, wait_s: float) -> dict:
+        """Send one job: its limits over a fresh socketpair (the answer comes back on it), the
+        program and tests, and the stdin data, as read-only files the child reads itself."""
         mine, theirs = socket.socketpair()
+        files = [_readonly_file("synth-job", json.dumps(
+            {"program": job["program"], "tests": job["tests"]}).encode())]
+        if job["stdin"] is not None:
+            files.append(_readonly_file("synth-stdin",
+                                        job["stdin"].encode("utf-8", "surrogateescape")))
+        limits = {k: v for k, v in job.items() if k not in ("program", "tests", "stdin")}
         try:
             with self.lock:
-                socket.send_fds(self.ctl, [b"J"], [theirs.fileno()])
+                socket.send_fds(self.ctl, [b"J"], [theirs.fileno(), *files])
             theirs.close()
             mine.settimeout(wait_s)
-            _srv.send_msg(mine, job)
+            _srv.send_msg(mine, limits)
             return _srv.recv_msg(mine)
         finally:
             mine.close()
             theirs.close()
+            for fd in files:
+                os.close(fd)
 
     def close(self) -> None:
         try:
@@ -235,6 +301,18 @@ class _ForkServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _readonly_file(name: str, data: bytes) -> int:
+    """An anonymous in-memory file holding `data`, opened read-only at offset 0."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        return os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
 
 
 _server_lock = threading.Lock()
@@ -309,6 +387,9 @@ def _limit_verdict(raw: dict, limits: Limits) -> tuple[Verdict, str] | None:
         return "unverifiable", f"sandbox error: {raw['sandbox_error']}"
     if raw["setup_error"]:
         return "unverifiable", f"sandbox setup failed: {raw['setup_error']}"
+    if raw.get("forged"):
+        return "error", (f"the program wrote {raw['forged']} line(s) to the sandbox's report "
+                         "channel (results come from the harness only)")
     if raw["oom"]:  # checked first: a run whose process was OOM-killed may then hang
         return "memory", "the memory cgroup's OOM killer stopped a process"
     if raw["timed_out"]:
@@ -331,7 +412,7 @@ def _ended_early(raw: dict) -> str:
 def _assert_verdict(raw: dict, limits: Limits) -> tuple[Verdict, str, tuple[CaseResult, ...]]:
     tests = tuple(
         CaseResult(str(e.get("name", "")), bool(e.get("passed")), e.get("error"))
-        for e in raw["events"] if e.get("event") == "test"
+        for e in raw.get("events", ()) if e.get("event") == "test"
     )
     decided = _limit_verdict(raw, limits)
     if decided:
@@ -414,6 +495,8 @@ def check_code(program: str, tests, *, mode: Mode, timeout: float = 10.0, memory
     """Run `program` against `tests` in the sandbox and return a `CodeResult` (never raises)."""
     try:
         return _check(program, tests, mode, timeout, memory_mb, limits or Limits())
+    except IsolationUnavailable:
+        raise  # about this machine, for every program: the caller must hear it once
     except Exception as e:  # the checker's own failure must not take the pipeline down
         return _unverifiable(f"sandbox error: {type(e).__name__}: {e}")
 
@@ -492,5 +575,7 @@ def check_code_batch(items: Iterable, *, workers: int | None = None) -> list[Cod
 def _safe_call(item) -> CodeResult:
     try:
         return _call(item)
+    except IsolationUnavailable:
+        raise
     except Exception as e:
         return _unverifiable(f"bad batch item: {type(e).__name__}: {e}")

@@ -304,7 +304,7 @@ class VerifyCode(Stage):
     def compute(self, batch) -> Result:
         import pyarrow as pa
 
-        from verifiers.code import check_code_batch
+        from verifiers.code import IsolationUnavailable, check_code_batch
 
         responses = field_values(batch, self.params.response_column)
         tests = field_values(batch, self.params.tests_column)
@@ -331,7 +331,11 @@ class VerifyCode(Stage):
         verdicts = ["unverifiable"] * batch.num_rows
         reasons = ["no code block in the response" if p is None else f"no tests ({self.params.tests_column})"
                    for p in programs]
-        for i, res in zip(index, check_code_batch(items) if items else []):
+        try:
+            results = check_code_batch(items) if items else []
+        except IsolationUnavailable as e:  # this machine, not the rows: stop with one line
+            raise SynthError(str(e)) from None
+        for i, res in zip(index, results):
             verdicts[i] = res.verdict
             reasons[i] = _code_reason(res)
         ran = set(index)

@@ -1,18 +1,21 @@
 """What runs inside the sandboxed child, after isolation is in place: the program, then the tests.
 
-Stdlib only; loaded by the fork server (`_sandbox_server`) before it forks, so each child
-starts with it already imported. It talks to the fork server through one pipe (`REPORT_FD`) with
-JSON lines:
+Stdlib only; loaded by the fork server (`sandbox.server`) before it forks, so each child
+starts with it already imported. The program and tests arrive on `JOB_FD` (a read-only file
+the client made: the fork server never reads them). It talks to the fork server through one
+pipe (`REPORT_FD`): a first line with the run's key (written by the child before anything
+untrusted runs), then one signed JSON event per line (`sign`: an HMAC of the line under that
+key, so lines the program writes to the pipe are told apart and count as its failure):
 
     {"event": "program_ok"}                      the program ran to its end
     {"event": "program_error", "kind": ..., "error": ...}
     {"event": "test", "name": ..., "passed": ..., "error": ..., "memory": ...}
-    {"event": "done", "nonce": ...}              every test statement ran
+    {"event": "done"}                            every test statement ran
 
 Assert mode runs each top-level statement of the tests on its own (in the program's
 namespace), so one failing assert is reported and the next still runs. The run counts as
-finished only when the `done` line with the server's per-run nonce arrives: a program that exits,
-calls `os._exit` or gets killed before that is not a pass, whatever it printed.
+finished only when the signed `done` line arrives: a program that exits, calls `os._exit` or
+gets killed before that is not a pass, whatever it printed.
 
 Comparisons in the tests against a literal (`f(x) == 3`, `f(x) in ("a", "b")`) are rewritten to
 go through `_literal_compare`, which only lets values whose types the program did not define
@@ -23,6 +26,8 @@ passing it. See `_trusted`.
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
 import io
 import json
 import linecache
@@ -33,6 +38,7 @@ import traceback
 import types
 
 REPORT_FD = 3
+JOB_FD = 4  # the job file (program, tests), read and closed before the program runs
 PROGRAM_FILE = "solution.py"
 TESTS_FILE = "tests.py"
 _HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class created by a `class` statement
@@ -165,13 +171,42 @@ def rewrite_tests(source: str, helper: str) -> ast.Module:
 # --------------------------------------------------------------------------- reporting
 
 
-def _report(obj: dict) -> None:
-    data = (json.dumps(obj) + "\n").encode()
+# The run's report key: made by the child after it was forked, sent to the fork server as the
+# report's first line before any untrusted code ran; every later line carries its MAC, so a
+# line the program writes to the report fd is recognised as forged (the program's failure).
+_KEY = b""
+_MAC_HEX = 32  # 128 bits of HMAC-SHA256
+
+
+def sign(key: bytes, obj: dict) -> bytes:
+    body = json.dumps(obj).encode()
+    return hmac.new(key, body, hashlib.sha256).hexdigest()[:_MAC_HEX].encode() + b" " + body + b"\n"
+
+
+def verify(key: bytes, line: bytes) -> dict | None:
+    """The event a signed report line carries, or None if its MAC or JSON is not right."""
+    mac, _, body = line.partition(b" ")
+    want = hmac.new(key, body, hashlib.sha256).hexdigest()[:_MAC_HEX].encode()
+    if not hmac.compare_digest(mac, want):
+        return None
+    try:
+        obj = json.loads(body)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def report_to(fd: int, key: bytes, obj: dict) -> None:
+    data = sign(key, obj)
     try:
         while data:
-            data = data[os.write(REPORT_FD, data):]
+            data = data[os.write(fd, data):]
     except OSError:
         pass
+
+
+def _report(obj: dict) -> None:
+    report_to(REPORT_FD, _KEY, obj)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -301,8 +336,23 @@ def _interpreter_exit_steps() -> None:
         _print_traceback(e)
 
 
-def run(job: dict, workdir: str, nonce: str) -> None:
+def _read_job(fd: int) -> dict:
+    """The program and tests, from the read-only file the client made (fd `JOB_FD`)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
+def run(limits: dict, workdir: str, key: bytes) -> None:
     """Run the job's program (and tests) in this process, report, and `os._exit`."""
+    global _KEY
+    _KEY = key
+    job = {**limits, **_read_job(JOB_FD)}
     _fresh_streams()
     ns = _fresh_main(workdir)
     ok = _run_program(job["program"], ns, job["mode"])
@@ -313,5 +363,5 @@ def run(job: dict, workdir: str, nonce: str) -> None:
         _run_tests(job["tests"], ns, workdir)
         _flush()
     if ok:
-        _report({"event": "done", "nonce": nonce})
+        _report({"event": "done"})
     os._exit(0 if ok else 1)

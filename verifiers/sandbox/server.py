@@ -18,19 +18,19 @@
   than the rest of the run; a namespace no process is in keeps nothing an unprivileged program
   could have left (no interfaces to configure, its sockets died with it). There are as many
   slots as runs ever in flight at once.
-- The **child** is PID 1 of its PID namespace. `_sandbox_isolation.enter` starts a new session,
+- The **child** is PID 1 of its PID namespace. `isolation.enter` starts a new session,
   joins the slot's cgroups and network namespace, enters new mount and IPC namespaces, mounts
   private tmpfs on /tmp, /var/tmp, /dev/shm and a fresh /proc, makes its work dir, wires fds
   0-3 and closes every other fd, sets rlimits, scrubs the environment, drops to an
   unprivileged uid/gid with no groups, sets no_new_privs and the parent-death signal and
   installs the seccomp filter; only then does the child run the untrusted program through
-  `_sandbox_harness.run` (no exec: the interpreter is already warm). When it exits the kernel
+  `harness.run` (no exec: the interpreter is already warm). When it exits the kernel
   kills every process left in its PID namespace.
 
 Every isolation step the kernel refuses is recorded in the result's `isolation` map instead of
 failing the run, except dropping privileges: without it nothing runs. Modules: this one
-(scheduling and I/O), `_sandbox_isolation` (kernel mechanisms), `_sandbox_seccomp` (the
-filter), `_sandbox_harness` (what runs inside).
+(scheduling and I/O), `isolation` (kernel mechanisms), `seccomp` (the filter), `harness`
+(what runs inside).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def _sibling(name: str):
     if mod is None:
         import importlib
 
-        mod = importlib.import_module(f"verifiers._sandbox_{name}")
+        mod = importlib.import_module(f"verifiers.sandbox.{name}")
     return mod
 
 
@@ -94,19 +94,24 @@ def recv_msg(sock: socket.socket):
 # --------------------------------------------------------------------------- the child
 
 
-def _child(job: dict, fds: tuple[int, int, int, int], slot: isolation.Slot, host_workdir: str,
-           nonce: str, iso: dict, settings: "_Settings") -> None:
-    """In the freshly forked child: isolate, then run the program. Never returns."""
+def _child(run: "Run", fds: tuple[int, ...]) -> None:
+    """In the freshly forked child: forget the other runs, isolate, then run the program.
+    Never returns. The run's report key is made here, after the fork, so neither the fork
+    server nor any other run ever holds it before this run's harness has written it."""
+    server, iso = run.server, run.iso
+    server.forget_runs_but(run)
+    key = os.urandom(32)
+    harness = _sibling("harness")
+    _report_raw(fds[3], {"event": "key", "key": key.hex()})  # before any untrusted code
     try:
-        workdir = isolation.enter(job, fds, slot, host_workdir, iso, settings.plan, settings.ids,
-                                  settings.seccomp_filter)
+        workdir = isolation.enter(run.job, fds, run.slot, run.host_workdir, iso, server.settings)
     except BaseException as e:  # never run the program half-isolated
         rep = 3 if iso.get("fds_wired") else fds[3]
-        _report_raw(rep, {"event": "setup_error", "error": f"{type(e).__name__}: {e}"})
+        harness.report_to(rep, key, {"event": "setup_error", "error": f"{type(e).__name__}: {e}"})
         os._exit(SETUP_FAILED)
     iso.pop("fds_wired", None)
-    _report_raw(3, {"event": "isolation", **iso})
-    _sibling("harness").run(job, workdir, nonce)
+    harness.report_to(3, key, {"event": "isolation", **iso})
+    harness.run(run.job, workdir, key)
     os._exit(0)  # not reached: run() exits
 
 
@@ -168,40 +173,56 @@ class _Streams:
                 self.read(fd)
 
 
-def _parse_report(raw: bytes, nonce: str) -> tuple[list[dict], bool]:
-    events, finished = [], False
-    for line in raw.splitlines():
-        try:
-            ev = json.loads(line)
-        except ValueError:
+def _parse_report(raw: bytes) -> tuple[list[dict], bool, int]:
+    """(events, finished, forged) from a run's report pipe. Its first line is the run's key,
+    written by the child before any untrusted code ran; every later line must carry that
+    key's MAC (`harness.sign`). A line without a valid MAC (written by the program, or cut
+    off) is counted as forged and otherwise ignored; nothing in it can crash this parser."""
+    harness = _sibling("harness")
+    lines = raw.split(b"\n")
+    key = None
+    try:
+        first = json.loads(lines[0])
+        if isinstance(first, dict) and first.get("event") == "key":
+            key = bytes.fromhex(first["key"])
+    except (ValueError, TypeError, KeyError):
+        pass
+    events, finished, forged = [], False, 0
+    if key is None:
+        return events, finished, int(bool(raw.strip()))
+    for line in lines[1:]:
+        if not line:
             continue
-        if not isinstance(ev, dict):
+        ev = harness.verify(key, line)
+        if ev is None:
+            forged += 1
             continue
         if ev.get("event") == "done":
-            finished = finished or ev.get("nonce") == nonce
+            finished = True
             continue
         if len(events) < 2000:
             events.append(ev)
-    return events, finished
+    return events, finished, forged
 
 
 class Run:
     """One job: receive it, fork its child, watch it, answer. Driven by `Server.loop`."""
 
-    def __init__(self, server: "Server", conn: socket.socket):
+    def __init__(self, server: "Server", conn: socket.socket, job_fd: int, stdin_fd: int | None):
         self.server, self.conn = server, conn
+        # The program and tests (`job_fd`) and the stdin data (`stdin_fd`) are read-only
+        # files the client made; they go to the child unread: the server never holds them.
+        self.job_fd, self.stdin_fd = job_fd, stdin_fd
         self.inbuf = bytearray()
         self.outbuf = memoryview(b"")
-        self.job: dict | None = None
+        self.job: dict | None = None  # the limits: time, memory, output, processes...
         self.slot: isolation.Slot | None = None
-        self.pid = self.pidfd = self.stdin_w = None
-        self.stdin_data = memoryview(b"")
+        self.pid = self.pidfd = None
         self.streams: _Streams | None = None
         self.iso = {"pid_ns": False}
         self.status = self.rusage = self.exited_at = None
         self.deadline = self.start = 0.0
         self.timed_out = self.killed = self.client_gone = self.finished = False
-        self.nonce = secrets.token_hex(16)
         self.host_workdir = ""
         conn.setblocking(False)
         server.watch(conn.fileno(), select.POLLIN, self.on_conn)
@@ -259,7 +280,30 @@ class Run:
     def close(self) -> None:
         self.server.unwatch(self.conn.fileno())
         self.conn.close()
+        self.close_inputs()
         self.server.runs.discard(self)
+
+    def close_inputs(self) -> None:
+        """The job and stdin files, if no child took them (the client left first)."""
+        for name in ("job_fd", "stdin_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+    def forget(self) -> None:
+        """In a child forked for another run: wipe what this run's buffers hold (its output
+        so far and its report), so no run can read another's state from the fork server's
+        memory it inherited."""
+        import ctypes
+
+        for buf in (self.inbuf, *((self.streams.out, self.streams.err, self.streams.rep)
+                                  if self.streams else ())):
+            if len(buf):
+                ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
 
     def fail(self, error: BaseException) -> None:
         """A bug in the server's handling of this run: kill it, free what we can, say so."""
@@ -290,23 +334,23 @@ class Run:
     def begin(self) -> None:
         job = self.job
         self.slot = slot = self.server.acquire_slot()
-        self.host_workdir = f"/tmp/synth-sbx-{os.getpid()}-{self.nonce[:8]}"
+        self.host_workdir = f"/tmp/synth-sbx-{self.server.host_pid}-{secrets.token_hex(6)}"
         if slot.cg:
             slot.cg.configure(job["memory_mb"] * MIB, job["max_procs"])
         child_ends: list[int] = []  # the child's copies; ours are closed once it has them
         ours: list[int] = []
         try:
-            if job.get("stdin") is None:
+            if self.stdin_fd is None:
                 child_ends.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
             else:
-                stdin_r, self.stdin_w = os.pipe()
-                child_ends.append(stdin_r)
-                ours.append(self.stdin_w)
-                self.stdin_data = memoryview(job["stdin"].encode("utf-8", "surrogateescape"))
+                child_ends.append(self.stdin_fd)
+                self.stdin_fd = None
             for _ in range(3):  # stdout, stderr, report
                 r, w = os.pipe()
                 ours.append(r)
                 child_ends.append(w)
+            child_ends.append(self.job_fd)
+            self.job_fd = None
             self.iso["pid_ns"] = self.server.next_child_in_new_pidns()
             self.start = time.monotonic()
             try:
@@ -316,14 +360,12 @@ class Run:
                     self.server.next_child_in_own_pidns()
             if self.pid == 0:
                 try:
-                    _child(job, tuple(child_ends), slot, self.host_workdir, self.nonce, self.iso,
-                           self.server.settings)
+                    _child(self, tuple(child_ends))
                 finally:
                     os._exit(SETUP_FAILED)
         except BaseException:
             for fd in ours:
                 os.close(fd)
-            self.stdin_w = None
             self.server.release_slot(slot)
             self.slot = None
             raise
@@ -336,9 +378,6 @@ class Run:
         self.deadline = self.start + job["timeout"]
         for fd in (out_r, err_r, rep_r):
             self.server.watch(fd, select.POLLIN, self.on_stream)
-        if self.stdin_w is not None:
-            os.set_blocking(self.stdin_w, False)
-            self.server.watch(self.stdin_w, select.POLLOUT, self.on_stdin)
         try:
             self.pidfd = os.pidfd_open(self.pid)
             self.server.watch(self.pidfd, select.POLLIN, self.on_exit)
@@ -352,23 +391,6 @@ class Run:
         if self.streams.over:
             self.kill()
         self._maybe_finish()
-
-    def on_stdin(self, fd: int, events: int) -> None:
-        try:
-            n = os.write(self.stdin_w, self.stdin_data[:1 << 16])
-            self.stdin_data = self.stdin_data[n:]
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:  # the program closed its stdin
-            self.stdin_data = memoryview(b"")
-        if not self.stdin_data:
-            self._close_stdin()
-
-    def _close_stdin(self) -> None:
-        if self.stdin_w is not None:
-            self.server.unwatch(self.stdin_w)
-            os.close(self.stdin_w)
-            self.stdin_w = None
 
     def on_exit(self, fd: int, events: int) -> None:
         self.server.unwatch(self.pidfd)
@@ -424,7 +446,8 @@ class Run:
         self.finished = True
         end = self.exited_at or time.monotonic()
         cg = self.slot.cg
-        if not self.iso["pid_ns"] and not (cg and "pids" in cg.dirs):
+        if self.server.settings.level == "root" and not self.iso["pid_ns"] \
+                and not (cg and "pids" in cg.dirs):
             unique = self.server.settings.ids == "unique"
             isolation.kill_uid(isolation.UID_BASE + self.pid if unique else isolation.NOBODY)
         if cg and not self.iso["pid_ns"]:
@@ -434,7 +457,6 @@ class Run:
             self.server.unwatch(fd)
         for fd in (self.streams.out_r, self.streams.err_r, self.streams.rep_r):
             os.close(fd)
-        self._close_stdin()
         if self.pidfd is not None:
             self.server.unwatch(self.pidfd)
             os.close(self.pidfd)
@@ -449,7 +471,7 @@ class Run:
 
     def _result(self, end: float) -> dict:
         streams, status, job = self.streams, self.status, self.job
-        events, finished = _parse_report(bytes(streams.rep), self.nonce)
+        events, finished, forged = _parse_report(bytes(streams.rep))
         iso = dict(self.iso)
         for ev in events:
             if ev.get("event") == "isolation":
@@ -474,6 +496,7 @@ class Run:
             "stderr": streams.err[-STDERR_TAIL:].decode("utf-8", "replace"),
             "events": [ev for ev in events if ev.get("event") not in ("isolation", "setup_error")],
             "finished": finished,
+            "forged": forged,
             "setup_error": setup_error,
             "isolation": iso,
         }
@@ -483,13 +506,43 @@ class Run:
 
 
 class _Settings:
-    """What the fork server works out once and every run reuses."""
+    """What the fork server works out once and every run reuses. `level` is "root", "rootless"
+    (uid 0 of a user namespace of its own) or "none" (no isolation: the client refuses it
+    unless the user opted in); `why` says what was missing when it is "none"."""
 
-    def __init__(self):
-        self.ids = isolation.id_mode()
-        self.cgroup_parents = isolation.cgroup_parents()
-        self.plan = isolation.exposure_plan()
+    def __init__(self, level: str, why: str = ""):
+        import tempfile
+
+        self.level, self.why = level, why
+        self.ids = isolation.id_mode() if level == "root" else "nobody"
+        self.cgroup_parents = isolation.cgroup_parents() if level != "none" else {}
+        self.fs_plan = isolation.filesystem_plan() if level != "none" else []
+        # The empty host directory each run mounts its own root on (in its own mount
+        # namespace: the host never sees what is mounted there).
+        self.root_dir = tempfile.mkdtemp(prefix=f"synth-sbx-root-{isolation.host_pid()}-",
+                                         dir="/tmp") if level != "none" else ""
         self.seccomp_filter = _sibling("seccomp").build_filter()
+
+    @staticmethod
+    def sweep() -> None:
+        """Remove the empty root directories of fork servers that were killed."""
+        import glob
+        import re
+
+        for path in glob.glob("/tmp/synth-sbx-root-*"):
+            m = re.fullmatch(r"synth-sbx-root-(\d+)-\w+", os.path.basename(path))
+            if m and not os.path.exists(f"/proc/{m.group(1)}"):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        if self.root_dir:
+            try:
+                os.rmdir(self.root_dir)
+            except OSError:
+                pass
 
 
 class Server:
@@ -503,6 +556,7 @@ class Server:
         self.slots: list[isolation.Slot] = []
         self.free: list[isolation.Slot] = []
         self.closing = False
+        self.host_pid = isolation.host_pid()
         try:
             self.own_pidns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -523,12 +577,19 @@ class Server:
     def acquire_slot(self) -> isolation.Slot:
         if self.free:
             return self.free.pop()
-        slot = isolation.Slot(len(self.slots), self.settings.cgroup_parents)
+        slot = isolation.Slot(len(self.slots), self.settings.cgroup_parents,
+                              self.settings.root_dir, self.settings.fs_plan)
         self.slots.append(slot)
         return slot
 
     def release_slot(self, slot: isolation.Slot) -> None:
         self.free.append(slot)
+
+    def forget_runs_but(self, keep: "Run") -> None:
+        """In a child: wipe the other runs' buffers inherited with the server's memory."""
+        for run in self.runs:
+            if run is not keep:
+                run.forget()
 
     def next_child_in_new_pidns(self) -> bool:
         """Make our next fork land as PID 1 of a fresh PID namespace (False if refused)."""
@@ -560,8 +621,14 @@ class Server:
             self.closing = True
             self.unwatch(self.ctl.fileno())
             return
-        for fd in fds:
-            self.runs.add(Run(self, socket.socket(fileno=fd)))
+        # One message per job: the client's end of a socketpair (limits in, answer out), the
+        # read-only job file (program and tests) and, in stdio mode, the stdin file.
+        if msg[:1] != b"J" or len(fds) not in (2, 3):
+            for fd in fds:
+                os.close(fd)
+            return
+        self.runs.add(Run(self, socket.socket(fileno=fds[0]), fds[1],
+                          fds[2] if len(fds) == 3 else None))
 
     def loop(self) -> None:
         while not (self.closing and not self.runs):
@@ -583,6 +650,7 @@ class Server:
     def close(self) -> None:
         for slot in self.slots:
             slot.close()
+        self.settings.close()
 
 
 _PRELOAD = ("collections", "itertools", "functools", "math", "re", "heapq", "bisect", "string",
@@ -590,26 +658,61 @@ _PRELOAD = ("collections", "itertools", "functools", "math", "re", "heapq", "bis
             "threading", "atexit")
 
 
-def serve(ctl_fd: int) -> None:
-    """The fork server's main: preload, say hello on the control socket, run the loop."""
+def _isolation_level(ctl_fd: int) -> tuple[str, str]:
+    """As root: "root". Otherwise enter a user namespace of our own and become PID 1 of a PID
+    namespace it owns (so that the per-run PID namespaces can be made and left again without
+    privileges on the host): "rootless". When the kernel refuses: "none", and why."""
+    if os.geteuid() == 0:
+        return "root", ""
+    try:
+        isolation.enter_user_namespace()
+        # Network and mount namespaces of our own too (the server needs no network: its
+        # sockets are a unix pair it already holds; its mounts are a copy of the host's), so
+        # that making a slot's namespaces and coming back to ours needs no privilege on the
+        # host.
+        isolation.unshare(isolation.CLONE_NEWPID | isolation.CLONE_NEWNET | isolation.CLONE_NEWNS)
+    except OSError as e:
+        return "none", (f"not root, and user namespaces are refused ({e.strerror}); enable them "
+                        "(sysctl user.max_user_namespaces=15000, and on Debian/Ubuntu "
+                        "kernel.unprivileged_userns_clone=1 or "
+                        "kernel.apparmor_restrict_unprivileged_userns=0)")
+    pid = os.fork()
+    if pid:  # the first process only waits: the server goes on as the namespace's PID 1
+        os.close(ctl_fd)
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    isolation._libc.prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return "rootless", ""
+
+
+def serve(ctl_fd: int, allow_unisolated: bool = False) -> None:
+    """The fork server's main: isolate itself, preload, say hello on the control socket, run
+    the loop. Without root or user namespaces it says so in the hello and, unless the client
+    opted in to running code without isolation (`allow_unisolated`), exits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    level, why = _isolation_level(ctl_fd)
     ctl = socket.socket(fileno=ctl_fd)
+    if level == "none" and not allow_unisolated:
+        ctl.sendall(json.dumps({"pid": isolation.host_pid(), "euid": os.geteuid(),
+                                "level": level, "why": why}).encode())
+        return
     for name in _PRELOAD:
         try:
             __import__(name)
         except ImportError:
             pass
-    settings = _Settings()
+    _Settings.sweep()
+    settings = _Settings(level, why)
     isolation.Cgroups.sweep(settings.cgroup_parents)
     server = Server(ctl, settings)
     gc.collect()
     gc.freeze()  # keep the GC from touching (and copying) the server's objects in each child
-    hello = {"pid": os.getpid(), "euid": os.geteuid(), "ids": settings.ids,
-             "cgroups": sorted(settings.cgroup_parents), "exposed": settings.plan,
-             "seccomp": settings.seccomp_filter is not None}
-    ctl.sendall(json.dumps(hello).encode())
-    ctl.setblocking(False)
+    hello = {"pid": server.host_pid, "euid": os.geteuid(), "level": level, "why": why,
+             "ids": settings.ids, "cgroups": sorted(settings.cgroup_parents),
+             "filesystem": [[kind, path] for kind, path, _ in settings.fs_plan], "seccomp": settings.seccomp_filter is not None}
     try:
+        ctl.sendall(json.dumps(hello).encode())
+        ctl.setblocking(False)
         server.loop()
     finally:
         server.close()
