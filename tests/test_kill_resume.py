@@ -262,14 +262,13 @@ def _kill_and_resume(k, pipe, out, limit, expected, env, address, rng) -> dict:
                        env=dict(env, SYNTH_FAKE_COUNT_FILE=str(sent_file)))
     assert r.returncode == 0, f"trial {k}: resume failed\n{r.stdout}{r.stderr[-3000:]}"
     assert_exact(out, expected)
-    # Finished work is never generated again, and everything else exactly once. With
-    # `--address` only the driver dies: a worker of the killed run may still finish a unit
-    # in flight before the resume takes over (its marker names attempt 1, the killed run),
-    # so what the resume found done is what attempt 1 finished, a superset of `done_before`.
+    # Finished work is never generated again, and everything else exactly once. Ray's workers
+    # are not in the driver's process group (its raylet starts them in sessions of their own),
+    # so with or without `--address` a worker of the killed run may still finish a unit in
+    # flight before Ray reaps it (its marker names attempt 1, the killed run): what the resume
+    # found done is what attempt 1 finished, a superset of `done_before`.
     done_by_killed = killed_run_prompts(out, expected)
     assert done_before <= done_by_killed, f"trial {k}: finished units written again"
-    if not address:
-        assert done_by_killed == done_before, f"trial {k}: a unit finished after the kill"
     sent = sent_file.read_text().split() if sent_file.exists() else []
     assert not set(sent) & done_by_killed, f"trial {k}: finished prompts generated again"
     assert sorted(sent) == sorted(set(expected) - done_by_killed), f"trial {k}: sent {len(sent)}"
@@ -283,14 +282,14 @@ def _kill_and_resume(k, pipe, out, limit, expected, env, address, rng) -> dict:
 
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_points_fake_engine(tmp_path, ray_session):
-    """12 runs killed with SIGKILL at random points (a random moment of the start, or up to
+    """8 runs killed with SIGKILL at random points (a random moment of the start, or up to
     1 s after a random shard lands: between shards, in the stages, in dedup, at the end),
     each resumed: every trial ends with exactly the expected rows, each once, kept or
     rejected; a prompt whose rows were on disk at the kill is never generated again; every
     other prompt is generated exactly once by the resume.
 
     Two trials run `synth run` with its own local Ray, killed with its whole process group;
-    the other ten connect to this session's Ray (`--address`), where only the driver dies
+    the other six connect to this session's Ray (`--address`), where only the driver dies
     (faster: no Ray start per run). Three trials run at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -307,7 +306,7 @@ def test_sigkill_at_random_points_fake_engine(tmp_path, ray_session):
     expected = _expected_samples_checked(pipe, limit)
     env = _env(tmp_path)
     address = ray_session.get_runtime_context().gcs_address
-    trials = 12
+    trials = 8
     t0 = time.time()
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(_kill_trial, k, pipe, tmp_path / f"t{k}" / "out", limit, expected,

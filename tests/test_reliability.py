@@ -116,6 +116,22 @@ def _run_killing_engine(cfg, out: Path, model_path: str, limit: int, after_shard
     return result, kill
 
 
+def _pid_of(handle, patience_s: float = 600) -> int:
+    """The engine actor's pid. ActorUnavailableError is transient by Ray's definition (a call
+    on a connection to the actor's previous incarnation can meet a reset, and a restarting
+    vLLM actor loads its engine again, a minute or more on a loaded machine): ask again."""
+    import ray
+
+    deadline = time.time() + patience_s
+    while True:
+        try:
+            return ray.get(handle.pid.remote(), timeout=patience_s)
+        except ray.exceptions.ActorUnavailableError:
+            if time.time() > deadline:
+                raise
+            time.sleep(3)
+
+
 def test_engine_actor_sigkill_fake_engine(tmp_path, ray_session):
     """SIGKILL the engine actor mid-batch: Ray restarts it, the batch waits and is sent again,
     the run finishes with every expected row exactly once."""
@@ -134,20 +150,6 @@ def test_engine_actor_sigkill_fake_engine(tmp_path, ray_session):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def _pid_of(handle, tries: int = 10) -> int:
-    """The engine actor's pid. ActorUnavailableError is transient by Ray's definition (a call
-    on a connection to the actor's previous incarnation can meet a reset): ask again."""
-    import ray
-
-    for i in range(tries):
-        try:
-            return ray.get(handle.pid.remote(), timeout=120)
-        except ray.exceptions.ActorUnavailableError:
-            if i == tries - 1:
-                raise
-            time.sleep(3)
-
-
 def test_engine_actor_sigkill_real_vllm(tmp_path, ray_session, model_path):
     """The same with the real vLLM engine (the session's shared one: same spec as
     test_e2e_vllm): the engine reloads (~35 s), the batch is sent again, the run completes
