@@ -31,9 +31,10 @@ Comparison order (the first step that decides wins):
     need equal endpoints and equal open/closed ends (`(a, b)` is an open interval when the
     other side is an interval or an inequality in one variable, which is turned into one);
     tuples, `[a, b]` and matrices are ordered (a `(..)` vs `[..]` pair of two never matches:
-    it may be an interval); sets and bare lists ("1, 2") are unordered; one element equals a
-    one-element container; a list of `x = ..`, `y = ..` is sorted by variable name before an
-    ordered comparison.
+    it may be an interval); sets and bare lists ("1, 2") are unordered, and a set of two or more
+    never equals a tuple, a `[..]` or an interval (`\\{1, 2\\}` vs `(1, 2)` is incorrect,
+    either way round); one element equals a one-element container; a list of `x = ..`,
+    `y = ..` is sorted by variable name before an ordered comparison.
  7. Values, cheap first: exact rational arithmetic and polynomial/rational-function
     identity in pure Python (`(r+5)^2` vs `r^2+10r+25`, `47/2` vs `23.5`), in the calling
     process. Only what that cannot settle (irrationals, functions, pi) goes to a SymPy worker
@@ -48,7 +49,8 @@ Asymmetry: the reference is the gold answer. It is never searched for an answer 
 normalized), a reference that does not parse makes the pair `unverifiable`, a texty
 reference switches to word comparison, and a choice-letter reference asks the prediction for
 a letter. The prediction is extracted from free text. Containers: a set/list reference
-accepts the prediction in any order; a tuple/`[..]` reference needs the written order.
+accepts the prediction in any order (a set reference: not a tuple or `[..]`); a
+tuple/`[..]` reference needs the written order (and is never matched by a set).
 
 Percent policy: `p%` on one side only matches either `p` or `p/100` on the other
 (`25%` vs `25` and `25%` vs `0.25` are both correct); `%` on both sides compares `p`s.

@@ -244,6 +244,8 @@ def _equal(p: tuple, r: tuple, eng) -> bool:
             return False
         if len(ri) == 2 and {p[0], r[0]} == {"tuple", "bracket"}:
             return False  # (a, b) vs [a, b]: open vs closed interval, never the same answer
+        if {p[0], r[0]} in ({"set", "tuple"}, {"set", "bracket"}):
+            return False  # a set is unordered; a tuple or [..] is ordered (or an interval)
         if r[0] in ("tuple", "bracket"):
             if p[0] == "list":
                 pi = _sorted_by_var(pi)
