@@ -244,6 +244,33 @@ SETS = [
     ("\\boxed{\\emptyset}", "\\varnothing", C),
 ]
 
+# A set is not a tuple, a `[..]` or an interval, in either direction and whatever the order
+# it is written in (issue 15: `\{1,2\}` vs `(1,2)` was correct and `\{2,1\}` vs `(1,2)` not).
+SET_VS_ORDERED = [
+    ("\\boxed{\\{1, 2\\}}", "[1, 2]", X),
+    ("\\boxed{\\{2, 1\\}}", "[1, 2]", X),
+    ("\\boxed{\\{1, 2\\}}", "(1, 2)", X),
+    ("\\boxed{\\{2, 1\\}}", "(1, 2)", X),
+    ("\\boxed{\\{1, 2, 3\\}}", "(1, 2, 3)", X),
+    ("\\boxed{\\{1, 2\\}}", "[1, 2)", X),
+    ("\\boxed{\\pm 2}", "(-2, 2)", X),
+    ("\\boxed{\\pm 2}", "(2, -2)", X),
+    ("\\boxed{[1, 2]}", "\\{1, 2\\}", X),
+    ("\\boxed{[1, 2]}", "\\{2, 1\\}", X),
+    ("\\boxed{(1, 2)}", "\\{1, 2\\}", X),
+    ("\\boxed{(1, 2)}", "\\{2, 1\\}", X),
+    ("\\boxed{(1, 2)}", "{1, 2}", X),
+    ("\\boxed{(2, 1)}", "{1, 2}", X),
+    ("\\boxed{(1, 2, 3)}", "{3, 2, 1}", X),
+    ("\\boxed{\\{1, 2\\}}", "\\{2, 1\\}", C),
+    ("\\boxed{\\{2, 1\\}}", "\\{1, 2\\}", C),
+    ("\\boxed{\\{2, 1\\}}", "{1, 2}", C),
+    ("\\boxed{\\{1, 2\\}}", "2, 1", C),
+    ("\\boxed{(1, 2)}", "(1, 2)", C),
+    ("\\boxed{[1, 2]}", "[1, 2]", C),
+    ("\\boxed{(2, 1)}", "(1, 2)", X),
+]
+
 INTERVALS = [
     ("\\boxed{[1, 2)}", "[1, 2)", C),
     ("\\boxed{(1,2]}", "(1, 2)", X),
@@ -353,8 +380,9 @@ TABLES = {
     "rounding": ROUNDING, "fractions": FRACTIONS, "mixed_numbers": MIXED_NUMBERS,
     "percent": PERCENT, "text_around": TEXT_AROUND, "text_answers": TEXT_ANSWERS,
     "symbolic": SYMBOLIC, "equations": EQUATIONS, "tuples": TUPLES, "sets": SETS,
-    "intervals": INTERVALS, "matrices": MATRICES, "complex": COMPLEX, "plus_minus": PLUS_MINUS,
-    "inequalities": INEQUALITIES, "choices": CHOICES, "traps": TRAPS, "unverifiable": UNVERIFIABLE,
+    "set_vs_ordered": SET_VS_ORDERED, "intervals": INTERVALS, "matrices": MATRICES,
+    "complex": COMPLEX, "plus_minus": PLUS_MINUS, "inequalities": INEQUALITIES, "choices": CHOICES,
+    "traps": TRAPS, "unverifiable": UNVERIFIABLE,
 }
 ALL_CASES = [(name, *case) for name, table in TABLES.items() for case in table]
 
@@ -494,8 +522,11 @@ def test_timeout_from_a_ray_actor(ray_session):
 
 
 def test_no_signal_alarm():
-    source = (ROOT / "verifiers" / "math.py").read_text()
-    assert "import signal" not in source and "SIGALRM" not in source
+    sources = sorted((ROOT / "verifiers" / "math").glob("*.py"))
+    assert len(sources) > 1
+    for path in sources:
+        source = path.read_text()
+        assert "import signal" not in source and "SIGALRM" not in source, path.name
 
 
 PATHOLOGICAL = [

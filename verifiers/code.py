@@ -193,7 +193,8 @@ class CodeResult:
 # --------------------------------------------------------------------------- the fork server
 
 # Loads the sandbox modules by path under private names (no `verifiers` package, and nothing of
-# the package's directories on sys.path, where `code.py` would shadow the standard library).
+# the package's directories on sys.path, where `code.py` and `math/` would shadow the standard
+# library).
 _BOOT = """
 import importlib.util, sys
 here = sys.argv[2]
