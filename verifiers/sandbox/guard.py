@@ -133,6 +133,10 @@ _ITEMS_VIEWS = (type({}.items()), type(_OD().items()))
 _VIEWS = _KEYS_VIEWS + _VALUES_VIEWS + _ITEMS_VIEWS
 _MEMBERS = _ids(list, tuple, set, frozenset, _deque, *_VIEWS)  # walked member by member
 _PLAIN_EQ = _SCALARS | _ids(list, tuple, dict, set, frozenset)
+_FLAT = _ids(list, tuple, set, frozenset)
+_SCALARS_OR_FLAT = _SCALARS | _FLAT
+_LEVELS, _LEVEL_SIZE = 8, 1_000_000
+_chain = __import__("itertools").chain.from_iterable
 _PROXIES = _ids(weakref.ProxyType, weakref.CallableProxyType)
 _LEAVES = _ids(  # compared by identity; what they hold does not matter
     types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.ModuleType,
@@ -272,7 +276,10 @@ def _scan(root, keys_only: bool = False):
     containers and library wrappers; (_REDUCE, None): only program subclasses of builtins,
     which `_canon` reduces; (_PROGRAM, type) otherwise (type None: too large to check).
     `keys_only`: a mapping's keys only (what `in` looks at)."""
-    if keys_only and _issubclass(_type(root), dict):
+    t = _type(root)
+    if (t is list or t is tuple) and set(map(_id, map(_type, root))) <= _SCALARS:
+        return _CLEAN, None  # the common case, without the walk's set-up
+    if keys_only and _issubclass(t, dict):
         stack = list(dict.keys(root))
         status = _REDUCE if _foreign(_type(root)) else _CLEAN
     else:
@@ -291,13 +298,11 @@ def _scan(root, keys_only: bool = False):
         if budget < 0:
             return _PROGRAM, None
         if tid in _MEMBERS:
-            if not set(map(_id, map(_type, v))) <= _SCALARS:
-                stack.extend(v)
+            _push_members(v, stack)
             continue
         if t is dict:
-            for part in (dict.keys(v), dict.values(v)):
-                if not set(map(_id, map(_type, part))) <= _SCALARS:
-                    stack.extend(part)
+            _push_members(dict.keys(v), stack)
+            _push_members(dict.values(v), stack)
             continue
         if _foreign(t):
             base = _builtin_base(t)
@@ -321,6 +326,29 @@ def _scan(root, keys_only: bool = False):
             continue
         stack.extend(x for x in _get_referents(v) if not _issubclass(_type(x), type))
     return status, None
+
+
+def _push_members(members, stack) -> None:
+    """Push the members of a builtin container that need a look. Nested plain lists, tuples and
+    sets are checked a whole level at a time at C speed (a list of pairs, a grid), down to
+    `_LEVELS` levels or `_LEVEL_SIZE` members a level; what is left goes to the general walk."""
+    level = members
+    for _ in range(_LEVELS):
+        tids = set(map(_id, map(_type, level)))
+        if tids <= _SCALARS:
+            return
+        if tids <= _FLAT:  # only containers: no need to sort them from the scalars
+            kids = level
+        else:
+            kids = [x for x in level if _id(_type(x)) not in _SCALARS]
+            if not tids <= _SCALARS_OR_FLAT:
+                break
+        if sum(map(len, kids)) > _LEVEL_SIZE:
+            break
+        level = list(_chain(kids))
+    else:
+        kids = [x for x in level if _id(_type(x)) not in _SCALARS]
+    stack.extend(kids)
 
 
 def _canon(v, memo):
