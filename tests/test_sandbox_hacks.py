@@ -90,6 +90,8 @@ ATTACKS = [
     ("in, program value as needle", ANYTHING, "assert f(1) in [1, 2]", "refused"),
     ("in, program value as container", ANYTHING, "assert 3 in f(1)", "refused"),
     ("in a set (hash)", ANYTHING, "assert f(1) in {1, 2}", "refused"),
+    ("in a set, only __hash__ lies", "class H:\n    def __hash__(self): return hash(1)\n"
+     "def f():\n    return H()", "assert f() in {1}", "refused"),
     ("in, liar inside the tests' list", ANYTHING, "assert 7 in [f(1)]", "refused"),
     ("not in", ANYTHING, "assert not (f(1) not in (1, 2))", "refused"),
     ("in a generator the program returns", ANYTHING + "def g():\n    return (f() for _ in range(3))",
@@ -123,6 +125,8 @@ ATTACKS = [
      "refused"),
     ("unittest assertAlmostEqual", ANYTHING,
      "import unittest\nunittest.TestCase().assertAlmostEqual(f(1), 3.0)", "refused"),
+    ("unittest values passed by keyword", ANYTHING,
+     "import unittest\nunittest.TestCase().assertEqual(first=f(1), second=5)", "refused"),
     ("unittest deprecated alias", ANYTHING,
      "import unittest\nunittest.TestCase().assertEquals(f(1), 5)", "refused"),
     ("abs(f(x) - c) < eps", ANYTHING, "assert abs(f(1) - 3.0) < 1e-9", "refused"),
@@ -393,6 +397,16 @@ HONEST = [
     ("from math import *",
      "def f():\n    return 8.0",
      "from math import *\nassert pow(2, 3) == f()\nassert sqrt(f() * 2) == 4"),
+    ("program objects without methods of their own, as Python treats them",
+     "class Token:\n    pass\ndef f():\n    return Token()",
+     "t = f()\nassert t and f()\nassert t != 3 and not (t == [1])\nassert t in {t: 1} and t in {t}\n"
+     "assert f() not in {1, 2} and t in [0, t] and 2 in [t, 2]"),
+    ("unittest messages kept",
+     "def f():\n    return []",
+     "import unittest\ntry:\n    unittest.TestCase().assertTrue(f())\nexcept AssertionError as e:\n"
+     "    assert str(e) == '[] is not true', str(e)\ntry:\n"
+     "    unittest.TestCase().assertEqual(f(), [1])\nexcept AssertionError as e:\n"
+     "    assert str(e).startswith('Lists differ'), str(e)"),
     ("a large output",
      "def f(n):\n    return [(i, str(i)) for i in range(n)]",
      "assert f(200000) == [(i, str(i)) for i in range(200000)]\nassert f(10)[-1] == (9, '9')"),

@@ -66,9 +66,22 @@ and on this project's machines everything below holds):
   not even /proc/self/environ holds the caller's secrets.
 - Results travel on a separate pipe, and a run counts as finished only when the harness sends
   a per-run random nonce after the last test statement: `sys.exit`, `os._exit`, a signal or a
-  crash before that is never a pass. A test comparison with a literal (`f(x) == 3`,
-  `f(x) in ("a", "b")`) refuses values of program-defined types, so an object whose `__eq__`
-  always returns True fails it (`verifiers.sandbox.harness._literal_compare`).
+  crash before that is never a pass.
+- No method of a class the program defined decides a check (`verifiers.sandbox.guard`). The
+  whole test module, with the functions and classes it defines, is rewritten before the program
+  runs so that comparisons (chained too), `in`, truth tests (`assert`, `if`, `while`, `and`,
+  `or`, `not`, `bool`, `all`, `any`), arithmetic and augmented assignment, `operator`'s
+  functions, `math.isclose` and the asserts of `unittest.TestCase` go through helpers that look
+  at types: an object whose `__eq__` always returns True (or whose `__bool__`, `__contains__`,
+  `__sub__` ... lies) fails with "... of program-defined type 'X' refused", compared with a
+  literal, a variable, inside a list or through `UserList`, `SimpleNamespace`, `ChainMap`,
+  `mappingproxy` or a weak reference alike. Honest values pass: program subclasses of builtins
+  (named tuples, `IntEnum`, `str`/`dict`/`list` subclasses, `OrderedDict`, `Counter`) compare by
+  their builtin value, read through the builtin type's own methods; instances of the program's
+  other classes (dataclasses) compare with instances of the same class. Library classes the
+  program patched count as its own; the tests' builtin names, and `builtins`, `math`,
+  `operator`, `unittest` and the modules the tests import, are the real ones even if the program
+  replaced them.
 
 What is not covered:
 
@@ -76,11 +89,20 @@ What is not covered:
   secrets out of world-readable places.
 - Kernel bugs: this is namespaces + seccomp + an unprivileged uid, not a VM or gVisor.
 - Tests and program share one interpreter. A program written against this harness can reach
-  its state through `gc`, frames or ctypes (the nonce, the report fd) and forge a pass, or patch
-  library classes the tests rely on. The guards stop accidental and generic reward hacks, not
-  a targeted attack on the checker's own process.
-- The literal guard covers single comparisons with a literal side only, not comparisons with
-  variables (`assert f(x) == expected`), chained comparisons, or truthiness (`assert f(x)`).
+  its state through `gc`, frames, `sys.modules` or ctypes (the nonce, the report fd, the
+  guard's helpers) and forge a pass, or change library code the tests call (a function's
+  `__code__`). The guards stop accidental and generic reward hacks, not a targeted attack on
+  the checker's own process.
+- The comparison guard leaves alone explicit calls into the program (`len(obj)`, `abs(obj)`,
+  `str(obj)`, `obj.method()`: only their results are checked; such a method is not handed the
+  expected value), comparisons and hashing inside builtins and libraries (`min`, `max`,
+  `sorted`, `list.index`, `d[obj]`), `match` statements, code the tests `eval` or `exec`, and
+  third-party containers (numpy object arrays). Two instances of one program class are compared
+  by that class (nothing else can decide `Point(1, 2) == Point(1, 2)`), so tests that only
+  compare the program's objects with each other cannot catch a lying `__eq__`; tests that use
+  `in`, truth tests or arithmetic with the program's own classes (`assert 3 in my_set`,
+  `assert stack` if its class has a `__len__`, `v * 2`) fail as refused. The tests' builtin names are the real builtins, so a
+  task whose function is named like a builtin (`sum`) is checked against the builtin.
 - Fairness: concurrent runs share the CPUs as the scheduler sees fit; do not run more parallel
   checks than memory allows (`workers` x `memory_mb`).
 - If a fork server is SIGKILLed (a Ray worker torn down mid-run), its runs die with it

@@ -257,10 +257,11 @@ def _program_class(t) -> bool:
     return _foreign(t) and _builtin_base(t) is None
 
 
-def _defines(t, names: tuple) -> bool:
-    """Whether a class in `t`'s MRO other than `object` defines one of `names`."""
+def _defines(t, names: tuple, heap_only: bool = False) -> bool:
+    """Whether a class in `t`'s MRO other than `object` (a class statement's, if `heap_only`)
+    defines one of `names`."""
     for c in _tp_mro(t):
-        if c is not object:
+        if c is not object and (not heap_only or _tp_flags(c) & _HEAPTYPE):
             d = _tp_dict(c)
             for name in names:
                 if name in d:
@@ -271,11 +272,13 @@ def _defines(t, names: tuple) -> bool:
 _CLEAN, _REDUCE, _PROGRAM = 0, 1, 2
 
 
-def _scan(root, keys_only: bool = False):
+def _scan(root, keys_only: bool = False, identity_ok: bool = False):
     """Walk what `root` holds. (_CLEAN, None): nothing program-defined is reachable through
     containers and library wrappers; (_REDUCE, None): only program subclasses of builtins,
     which `_canon` reduces; (_PROGRAM, type) otherwise (type None: too large to check).
-    `keys_only`: a mapping's keys only (what `in` looks at)."""
+    `keys_only`: a mapping's keys only (what `in` looks at). `identity_ok`: instances of program
+    classes that define no `__eq__`, `__ne__` or `__hash__` count as clean (hashed and compared
+    by identity, they hand nothing to the program)."""
     t = _type(root)
     if (t is list or t is tuple) and set(map(_id, map(_type, root))) <= _SCALARS:
         return _CLEAN, None  # the common case, without the walk's set-up
@@ -284,7 +287,7 @@ def _scan(root, keys_only: bool = False):
         status = _REDUCE if _foreign(_type(root)) else _CLEAN
     else:
         stack, status = [root], _CLEAN
-    seen, budget = set(), _BUDGET
+    seen, budget = {}, _BUDGET  # id -> object: holds what it saw, so no id is reused meanwhile
     while stack:
         v = stack.pop()
         t = _type(v)
@@ -293,7 +296,7 @@ def _scan(root, keys_only: bool = False):
             continue
         if _id(v) in seen:
             continue
-        seen.add(_id(v))
+        seen[_id(v)] = v
         budget -= 1
         if budget < 0:
             return _PROGRAM, None
@@ -307,6 +310,8 @@ def _scan(root, keys_only: bool = False):
         if _foreign(t):
             base = _builtin_base(t)
             if base is None:
+                if identity_ok and not _defines(t, ("__eq__", "__ne__", "__hash__")):
+                    continue
                 return _PROGRAM, t
             status = _REDUCE
             if _issubclass(base, dict):
@@ -530,8 +535,8 @@ def _contains(needle, box) -> bool:
                 return True
         return False
     # hashed containers (sets, mappings, key views), strings, ranges, library types
-    sn, cn = _scan(needle)
-    sb, cb = _scan(box, keys_only=True)
+    sn, cn = _scan(needle, identity_ok=True)
+    sb, cb = _scan(box, keys_only=True, identity_ok=True)
     if sn == _PROGRAM or sb == _PROGRAM:
         raise _Refused(cn if sn == _PROGRAM else cb)
     if sn == _CLEAN and sb == _CLEAN:
@@ -568,8 +573,9 @@ def truth(v):
                     return base.__bool__(v)
                 return (dict if _issubclass(base, dict) else base).__len__(v) != 0
         return v
-    if _tp_flags(t) & _HEAPTYPE or _id(t) in _PROXIES or t is _MappingProxy:
-        status, culprit = _scan(v)  # wrappers whose truth is that of what they hold
+    if (_id(t) in _PROXIES or t is _MappingProxy
+            or (_tp_flags(t) & _HEAPTYPE and _defines(t, ("__bool__", "__len__"), heap_only=True))):
+        status, culprit = _scan(v)  # a wrapper whose truth is that of what it holds (UserList)
         if status == _PROGRAM:
             raise _refuse("truth test", culprit)
     return v
@@ -741,13 +747,17 @@ def _assert_wrapper(name: str, original, kind: str):
     plain values go to unittest as they are (its messages intact), builtin subclasses reduced;
     program objects only through the guarded comparison."""
     n = 1 if kind == "truth" else 2
+    params = original.__code__.co_varnames[1:1 + n]  # (first, second), (member, container) ...
 
     def method(self, *args, **kwargs):
-        if len(args) < n:  # values passed by keyword: unittest's own signature decides
+        args = list(args)
+        while len(args) < n and params[len(args)] in kwargs:  # values passed by keyword
+            args.append(kwargs.pop(params[len(args)]))
+        if len(args) < n:  # missing: unittest's own signature complains
             return original(self, *args, **kwargs)
-        vals, rest = list(args[:n]), args[n:]
+        vals, rest = args[:n], args[n:]
         if kind == "truth":
-            return original(self, truth_of(vals[0]), *rest, **kwargs)
+            return original(self, truth(vals[0]), *rest, **kwargs)
         status = [_CLEAN if _id(_type(v)) in _SCALARS else _scan(v)[0] for v in vals]
         if _PROGRAM not in status:
             if any(status):
