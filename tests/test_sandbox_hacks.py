@@ -182,6 +182,9 @@ ATTACKS = [
      "class T:\n    def __bool__(self): return True\nclass A:\n"
      "    def __eq__(self, other): return T()\ndef f():\n    return A()",
      "assert f() == A()", "refused"),
+    ("a class of the tests holding the program's value", ANYTHING,
+     "class Box:\n    def __init__(self, v):\n        self.v = v\n"
+     "    def __eq__(self, o):\n        return self.v == o\nassert Box(f(1)) == 3", "refused"),
     ("a class statement of the tests deriving from a program class", ANYTHING,
      "class B(Anything):\n    pass\nassert B() == 3", "refused"),
     ("a test class the program patches later", ANYTHING +
@@ -407,6 +410,13 @@ HONEST = [
      "    assert str(e) == '[] is not true', str(e)\ntry:\n"
      "    unittest.TestCase().assertEqual(f(), [1])\nexcept AssertionError as e:\n"
      "    assert str(e).startswith('Lists differ'), str(e)"),
+    ("a linked list the tests define, with a recursive __eq__",
+     "def build(n):\n    head = None\n    for i in range(n):\n        head = ListNode(i, head)\n"
+     "    return head",
+     "class ListNode:\n    def __init__(self, val, nxt=None):\n        self.val, self.next = val, nxt\n"
+     "    def __eq__(self, o):\n        return o is not None and self.val == o.val and self.next == o.next\n"
+     "a, b = build(250), build(250)\nassert a == b and a != build(3)\nn, count = a, 0\n"
+     "while n != None:\n    count, n = count + 1, n.next\nassert count == 250"),
     ("a large output",
      "def f(n):\n    return [(i, str(i)) for i in range(n)]",
      "assert f(200000) == [(i, str(i)) for i in range(200000)]\nassert f(10)[-1] == (9, '9')"),
