@@ -244,6 +244,17 @@ ATTACKS = [
      "import builtins\nd = dict(builtins.__dict__)\nd['abs'] = lambda x: 0\n"
      "globals()['__builtins__'] = d\ndef f():\n    return 1.0",
      "assert abs(f() - 3.0) < 1e-9", "AssertionError"),
+    ("a comparison in a dict display after **", ANYTHING,
+     "assert {**{}, 'k': f(1) == 3}['k']", "refused"),
+    ("the program patches builtins.__import__",
+     "import builtins, types\nreal = builtins.__import__\n"
+     "fake = types.SimpleNamespace(isclose=lambda *a, **k: True)\n"
+     "builtins.__import__ = lambda name, *a, **k: fake if name == 'math' else real(name, *a, **k)\n"
+     "def f():\n    return 1.0", "import math\nassert math.isclose(f(), 3.0)", "AssertionError"),
+    ("the program patches builtins.__build_class__", ANYTHING +
+     "import builtins\nreal = builtins.__build_class__\n"
+     "builtins.__build_class__ = lambda fn, name, *bases, **kw: Anything",
+     "class Expected:\n    pass\nassert Expected() == f(1)", "refused"),
     ("the program patches math.isclose", "import math\nmath.isclose = lambda *a, **k: True\n"
      "def f():\n    return 1.0", "import math\nassert math.isclose(f(), 3.0)", "AssertionError"),
     ("the program patches operator.eq", "import operator\noperator.eq = lambda a, b: True\n"
@@ -487,6 +498,7 @@ EXACT = [
     "def f(a, b=1 < 2, *, c=[3 in (3,)]):\n    return a, b, c\nresult = f(0)",
     "result = f'{1 < 2} {[x for x in (1, 2) if x > 1]!r} {3 - 1 == 2 = }'",
     "import re\nresult = bool(re.match(r'a+', 'aa')) and re.match('b', 'a') is None",
+    "d = {'z': 0}\nresult = {**d, 1 == 1: 'x', 'k': 2 < 3}",
 ]
 
 
@@ -549,3 +561,11 @@ def test_a_tests_class_statement_is_trusted_until_the_program_changes_it():
     ns["Approx"].__eq__ = lambda s, o: True
     with pytest.raises(AssertionError, match="program-defined type 'Approx' refused"):
         guard.eq(approx, 5)
+
+
+def test_statements_are_named_by_their_source():
+    r = check_code("def add(a, b):\n    return a + b\n",
+                   "assert add('é', 'ü') == 'éü'\nassert add(\n    1, 2) == 4  # two lines\n",
+                   mode="assert", **LIMITS)
+    assert [t.name for t in r.tests] == ["line 1: assert add('é', 'ü') == 'éü'",
+                                         "line 2: assert add( 1, 2) == 4"]

@@ -859,24 +859,28 @@ def _guard_testcase() -> None:
 
 # --------------------------------------------------------------------------- restoring
 
-_ALWAYS_RESTORED = ("builtins", "operator", "_operator", "math", "cmath", "unittest",
-                    "unittest.case", "unittest.util")
+_IMPLICIT_BUILTINS = ("__import__", "__build_class__")  # what `import` and `class` look up
 
 
-def prepare(ns: dict, modules: list) -> None:
-    """After the program ran, before the tests: put back what the program may have replaced in
-    `builtins`, in `sys.modules` and the `modules` the tests import, and `unittest.TestCase`."""
+def prepare(ns: dict, plan: tuple) -> None:
+    """After the program ran, before the tests: put back what the program may have replaced and
+    the tests can reach (`restore_plan`): the builtins Python looks up by itself (the tests'
+    builtin names are baked in), the modules the tests import, and `unittest.TestCase`."""
+    modules, all_builtins, testcase = plan
+    saved = _MODULES["builtins"][1]
+    for k in (saved if all_builtins else _IMPLICIT_BUILTINS):
+        if _BUILTINS_DICT.get(k, _MISSING) is not saved[k]:
+            _BUILTINS_DICT[k] = saved[k]
     for name in modules:
-        saved = _MODULES.get(name)
-        if saved is None:
-            continue
-        mod, attrs = saved
-        _sys_modules[name] = mod
-        d = mod.__dict__
-        for k, v in attrs.items():
-            if d.get(k, _MISSING) is not v:
-                d[k] = v
-    _guard_testcase()
+        if name in _MODULES:
+            mod, attrs = _MODULES[name]
+            _sys_modules[name] = mod
+            d = mod.__dict__
+            for k, v in attrs.items():
+                if d.get(k, _MISSING) is not v:
+                    d[k] = v
+    if testcase:
+        _guard_testcase()
     before_statement(ns)
 
 
@@ -906,7 +910,8 @@ G = types.SimpleNamespace(
 
 
 def _g(attr: str, node: ast.AST) -> ast.Attribute:
-    return ast.copy_location(ast.Attribute(ast.Constant(_TOKEN), attr, ast.Load()), node)
+    token = ast.copy_location(ast.Constant(_TOKEN), node)
+    return ast.copy_location(ast.Attribute(token, attr, ast.Load()), node)
 
 
 def _call(attr: str, args: list, node: ast.AST, trusted: bool = False) -> ast.Call:
@@ -916,39 +921,74 @@ def _call(attr: str, args: list, node: ast.AST, trusted: bool = False) -> ast.Ca
     return call
 
 
-def _bound_names(tree: ast.AST) -> set:
-    """Every name the tests bind anywhere (in any scope): those are never taken as builtins."""
-    bound = set()
+def _facts(tree: ast.Module) -> tuple:
+    """One walk over the parsed tests: (names they bind anywhere, in any scope, which are
+    never taken as builtins; names they import from `operator` or `math` that get guarded
+    stand-ins; whether they star-import; the modules they import, with parent packages;
+    whether they use unittest). Kept on the tree, since the harness asks before rewriting."""
+    facts = getattr(tree, "_synth_facts", None)
+    if facts is not None:
+        return facts
+    bound, substituted, modules = set(), set(), set()
+    star = testcase = False
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            bound.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(node.name)
-        elif isinstance(node, ast.arg):
+        kind = type(node)
+        if kind is ast.Name:
+            if type(node.ctx) is not ast.Load:
+                bound.add(node.id)
+            elif node.id in ("unittest", "TestCase"):
+                testcase = True
+        elif kind is ast.arg:
             bound.add(node.arg)
-        elif isinstance(node, ast.alias):
-            bound.add((node.asname or node.name).split(".")[0])
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+        elif kind in (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef):
+            bound.add(node.name)
+        elif kind is ast.Import or kind is ast.ImportFrom:
+            for a in node.names:
+                bound.add((a.asname or a.name).split(".")[0])
+            if kind is ast.ImportFrom:
+                star |= any(a.name == "*" for a in node.names)
+                substituted.update(a.asname or a.name for a in node.names
+                                   if a.name in _SUBST_NAMES)
+                full = [node.module] if node.module and not node.level else []
+            else:
+                full = [a.name for a in node.names]
+            for name in full:
+                parts = name.split(".")
+                modules.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+        elif kind is ast.Global or kind is ast.Nonlocal:
             bound.update(node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
-            bound.add(node.name)
-        elif isinstance(node, ast.MatchMapping) and node.rest:
+        elif kind is ast.ExceptHandler or kind is ast.MatchAs or kind is ast.MatchStar:
+            if node.name:
+                bound.add(node.name)
+        elif kind is ast.MatchMapping and node.rest:
             bound.add(node.rest)
-    return bound
+        elif kind is ast.Attribute and node.attr == "TestCase":
+            testcase = True
+    testcase |= "unittest" in modules
+    facts = (bound, substituted, star, sorted(modules), testcase)
+    tree._synth_facts = facts
+    return facts
+
+
+def restore_plan(tree: ast.Module) -> tuple:
+    """What `prepare` puts back for these (parsed, not yet rewritten) tests."""
+    _, _, star, modules, testcase = _facts(tree)
+    return modules, star, testcase
 
 
 def _as_expression(key: ast.expr) -> ast.expr:
     """A subscript's key as an ordinary expression (`a[1:2]` is `a[slice(1, 2, None)]`)."""
     if isinstance(key, ast.Slice):
-        parts = [p if p is not None else ast.Constant(None) for p in (key.lower, key.upper,
-                                                                      key.step)]
+        parts = [p if p is not None else ast.copy_location(ast.Constant(None), key)
+                 for p in (key.lower, key.upper, key.step)]
         return ast.copy_location(ast.Call(_g("b_slice", key), parts, []), key)
     if isinstance(key, ast.Tuple):
         return ast.copy_location(ast.Tuple([_as_expression(e) for e in key.elts], ast.Load()),
                                  key)
     return key
+
+
+_SKIPPED_FIELDS = frozenset(("ctx", "op", "ops"))  # load/store contexts, operators: nothing inside
 
 
 class _Rewriter(ast.NodeTransformer):
@@ -965,6 +1005,21 @@ class _Rewriter(ast.NodeTransformer):
     def _temp(self) -> str:
         self.n += 1
         return f"_synth_t{self.n}_"
+
+    def visit(self, node):
+        method = _DISPATCH.get(type(node))
+        return method(self, node) if method is not None else self.generic_visit(node)
+
+    def generic_visit(self, node):
+        for field in node._fields:
+            if field in _SKIPPED_FIELDS:
+                continue
+            old = getattr(node, field, None)
+            if type(old) is list:
+                old[:] = self._visit_list(old)
+            elif isinstance(old, ast.AST):
+                setattr(node, field, self.visit(old))
+        return node
 
     def _walrus_ok(self) -> bool:
         if self.comp_iter:
@@ -989,6 +1044,9 @@ class _Rewriter(ast.NodeTransformer):
     def _visit_list(self, items: list) -> list:
         out = []
         for item in items:
+            if not isinstance(item, ast.AST):  # None in Dict.keys, names in Global
+                out.append(item)
+                continue
             new = self.visit(item)
             if new is not None:
                 out.extend(new if isinstance(new, list) else [new])
@@ -1107,8 +1165,8 @@ class _Rewriter(ast.NodeTransformer):
                 right = operands[i + 1]
                 if i < len(ops) - 1:
                     name = self._temp()
-                    right = ast.copy_location(
-                        ast.NamedExpr(ast.Name(name, ast.Store()), right), right)
+                    target = ast.copy_location(ast.Name(name, ast.Store()), right)
+                    right = ast.copy_location(ast.NamedExpr(target, right), right)
                     parts.append(_call(op, [left, right], node, trusted=True))
                     left = ast.copy_location(ast.Name(name, ast.Load()), right)
                 else:
@@ -1172,33 +1230,16 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
 
-def imported_modules(tree: ast.Module) -> list:
-    """The modules (and their parent packages) the tests import, plus the ones always restored."""
-    names = set(_ALWAYS_RESTORED)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            full = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            full = [node.module]
-        else:
-            continue
-        for name in full:
-            parts = name.split(".")
-            names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
-    return sorted(names)
+_DISPATCH = {  # node class -> method, looked up once rather than per node
+    getattr(ast, name[len("visit_"):]): getattr(_Rewriter, name) for name in dir(_Rewriter)
+    if name.startswith("visit_") and name != "visit_Constant" and hasattr(ast, name[6:])}
 
 
 def rewrite_tests(tree: ast.Module) -> ast.Module:
     """The parsed test module, rewritten in place (see the module docstring)."""
-    substituted = set()
-    star_import = False
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            star_import |= any(a.name == "*" for a in node.names)
-            substituted.update((a.asname or a.name) for a in node.names if a.name in _SUBST_NAMES)
+    bound, substituted, star, _, _ = _facts(tree)
     # `from m import *` may bind builtin names (math's pow): then names resolve as Python does
-    tree = _Rewriter(_bound_names(tree), substituted, bake_builtins=not star_import).visit(tree)
-    return ast.fix_missing_locations(tree)
+    return _Rewriter(bound, substituted, bake_builtins=not star).visit(tree)
 
 
 def _bake(code: types.CodeType) -> types.CodeType:

@@ -84,9 +84,19 @@ def _print_traceback(exc: BaseException) -> None:
         pass
 
 
-def _statement_name(stmt: ast.stmt, source: str) -> str:
-    seg = ast.get_source_segment(source, stmt) or type(stmt).__name__
-    seg = " ".join(seg.split())
+def _statement_name(stmt: ast.stmt, lines: list) -> str:
+    """`line N: <source, whitespace collapsed>`; `lines` split as `ast.get_source_segment`
+    splits them (once for all statements). Offsets are in UTF-8 bytes."""
+    first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
+    try:
+        if first == last:
+            seg = lines[first].encode()[stmt.col_offset:stmt.end_col_offset].decode()
+        else:
+            seg = (lines[first].encode()[stmt.col_offset:].decode() + "".join(lines[first + 1:last])
+                   + lines[last].encode()[:stmt.end_col_offset].decode())
+    except (IndexError, TypeError, UnicodeDecodeError):
+        seg = ""
+    seg = " ".join((seg or type(stmt).__name__).split())
     return f"line {stmt.lineno}: {seg[:100]}"
 
 
@@ -149,7 +159,7 @@ def _run_program(source: str, ns: dict, mode: str) -> bool:
 
 def _compile_tests(source: str, workdir: str):
     """Before the program runs (it could patch `ast`): the rewritten top-level statements, each
-    as (report name, quiet, code or the compile error to raise in its turn), and the modules
+    as (report name, quiet, code or the compile error to raise in its turn), and what
     `guard.prepare` puts back; or the SyntaxError if the tests do not parse."""
     filename = os.path.join(workdir, TESTS_FILE)
     try:
@@ -158,8 +168,9 @@ def _compile_tests(source: str, workdir: str):
         return e
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     quiet = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-    heads = [(_statement_name(stmt, source), isinstance(stmt, quiet)) for stmt in tree.body]
-    modules = guard.imported_modules(tree)
+    lines = ast._splitlines_no_ff(source)  # what ast.get_source_segment splits by
+    heads = [(_statement_name(stmt, lines), isinstance(stmt, quiet)) for stmt in tree.body]
+    plan = guard.restore_plan(tree)
     statements = []
     for (name, is_quiet), stmt in zip(heads, guard.rewrite_tests(tree).body):
         try:
@@ -167,15 +178,15 @@ def _compile_tests(source: str, workdir: str):
         except (SyntaxError, ValueError) as e:  # `return` outside a function, say: fails later
             code = e
         statements.append((name, is_quiet, code))
-    return statements, modules
+    return statements, plan
 
 
 def _run_tests(compiled, ns: dict) -> None:
     if isinstance(compiled, BaseException):
         _report({"event": "tests_invalid", "error": _short_error(compiled)})
         return
-    statements, modules = compiled
-    guard.prepare(ns, modules)
+    statements, plan = compiled
+    guard.prepare(ns, plan)
     sys.settrace(None)
     sys.setprofile(None)
     n_details = 0
