@@ -440,6 +440,17 @@ def test_honest_programs_pass(name, program, tests):
     assert r.verdict == "passed", r
 
 
+def test_libraries_the_tests_import_are_trusted_unless_the_program_changes_them():
+    pytest.importorskip("pytest")
+    tests = "from pytest import approx\nassert f() == approx(0.3)\nassert f() != approx(0.4)\n"
+    honest = check_code("def f():\n    return 0.1 + 0.2\n", tests, mode="assert", **LIMITS)
+    assert honest.verdict == "passed", honest
+    patched = check_code("import pytest\ntype(pytest.approx(1.0)).__eq__ = lambda s, o: True\n"
+                         "type(pytest.approx(1.0)).__ne__ = lambda s, o: False\n"
+                         "def f():\n    return 7.0\n", tests, mode="assert", **LIMITS)
+    assert patched.verdict == "failed" and "refused" in patched.reason, patched
+
+
 def test_numpy_results_compare_as_numpy_does():
     np = pytest.importorskip("numpy")
     assert np

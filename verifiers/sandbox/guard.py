@@ -32,10 +32,11 @@ A helper decides by the operands' types, never by asking their methods:
   identity. Anything else involving it (`== 3`, `in`, a truth test, arithmetic with another
   type) is refused: the test statement fails with "... of program-defined type 'X' refused".
 
-"Program-defined" is any class created after the fork server loaded this module (standard
-library modules it did not preload count, see `_PRELOAD`) that is not a class statement of the
-tests, and any class whose methods or bases were changed since it was created or loaded.
-Static (C) types cannot be changed from Python.
+"Program-defined" is any class created after the fork server loaded this module (see
+`_PRELOAD`), unless a class statement of the tests made it or it comes from a module the tests
+import (imported early, before the program runs: `pytest.approx` works), and any class whose
+methods or bases were changed since it was created or loaded. Static (C) types cannot be
+changed from Python.
 
 Explicit calls are the program's API and are left alone: `len(obj)`, `abs(obj)`, `str(obj)`,
 `iter(obj)`, `obj.method()` run the program's code, and what they return is then checked like
@@ -974,6 +975,29 @@ def restore_plan(tree: ast.Module) -> tuple:
     """What `prepare` puts back for these (parsed, not yet rewritten) tests."""
     _, _, star, modules, testcase = _facts(tree)
     return modules, star, testcase
+
+
+def import_early(plan: tuple) -> None:
+    """Before the program runs: import the modules the tests import that are not loaded yet
+    (`pytest` for its `approx`, say), and trust their classes as the preloaded ones are. A module
+    that cannot be imported yet (one the program will write) is left to the tests."""
+    for name in plan[0]:
+        if name in _sys_modules:
+            continue
+        before = set(_sys_modules)
+        try:
+            __import__(name)
+        except BaseException:  # not there (yet), or broken: the tests' own import will tell
+            continue
+        for new in set(_sys_modules) - before:
+            mod = _sys_modules[new]
+            if not isinstance(mod, types.ModuleType):
+                continue
+            _MODULES[new] = (mod, dict(mod.__dict__))
+            for value in list(mod.__dict__.values()):
+                if isinstance(value, type) and _tp_flags(value) & _HEAPTYPE \
+                        and _id(value) not in _SNAP:
+                    _record(value)
 
 
 def _as_expression(key: ast.expr) -> ast.expr:

@@ -171,6 +171,7 @@ def _compile_tests(source: str, workdir: str):
     lines = ast._splitlines_no_ff(source)  # what ast.get_source_segment splits by
     heads = [(_statement_name(stmt, lines), isinstance(stmt, quiet)) for stmt in tree.body]
     plan = guard.restore_plan(tree)
+    guard.import_early(plan)
     statements = []
     for (name, is_quiet), stmt in zip(heads, guard.rewrite_tests(tree).body):
         try:
