@@ -79,9 +79,9 @@ and on this project's machines everything below holds):
   (named tuples, `IntEnum`, `str`/`dict`/`list` subclasses, `OrderedDict`, `Counter`) compare by
   their builtin value, read through the builtin type's own methods; instances of the program's
   other classes (dataclasses) compare with instances of the same class. Library classes the
-  program patched count as its own; the tests' builtin names, and `builtins`, `math`,
-  `operator`, `unittest` and the modules the tests import, are the real ones even if the program
-  replaced them.
+  program patched count as its own; the tests' builtin names (`abs`, `all`), the modules they
+  import (`math.isclose`, `unittest.TestCase`) and `import` itself are the real ones even if
+  the program replaced or shadowed them.
 
 What is not covered:
 
@@ -101,8 +101,9 @@ What is not covered:
   by that class (nothing else can decide `Point(1, 2) == Point(1, 2)`), so tests that only
   compare the program's objects with each other cannot catch a lying `__eq__`; tests that use
   `in`, truth tests or arithmetic with the program's own classes (`assert 3 in my_set`,
-  `assert stack` if its class has a `__len__`, `v * 2`) fail as refused. The tests' builtin names are the real builtins, so a
-  task whose function is named like a builtin (`sum`) is checked against the builtin.
+  `assert stack` if its class has a `__len__`, `v * 2`) fail as refused. The tests' builtin
+  names are the real builtins, so a task whose function is named like a builtin (`sum`) is
+  checked against the builtin.
 - Fairness: concurrent runs share the CPUs as the scheduler sees fit; do not run more parallel
   checks than memory allows (`workers` x `memory_mb`).
 - If a fork server is SIGKILLed (a Ray worker torn down mid-run), its runs die with it
