@@ -268,6 +268,23 @@ ATTACKS = [
      "    def assertEqual(self, a, b): pass\nfake.TestCase = TC\nsys.modules['unittest'] = fake\n"
      "def f():\n    return 1", "import unittest\nunittest.TestCase().assertEqual(f(), 2)",
      "AssertionError"),
+    ("the program rewrites the reports through os.write",
+     "import os\n_w = os.write\ndef write(fd, data):\n"
+     "    return _w(fd, data.replace(b'\"passed\": false', b'\"passed\": true'))\n"
+     "os.write = write\ndef f():\n    return 1", "assert f() == 2", "AssertionError"),
+    ("the program rewrites the reports through json.dumps",
+     "import json\n_d = json.dumps\n"
+     "json.dumps = lambda o, *a, **k: _d({**o, 'passed': True} if o.get('event') == 'test' else o)\n"
+     "def f():\n    return 1", "assert f() == 2", "AssertionError"),
+    ("the program keeps a trace function on through the tests",
+     "import linecache, sys\ndef jump(frame, event, arg):\n"
+     "    if event == 'line' and frame.f_code.co_filename.endswith('tests.py'):\n"
+     "        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()\n"
+     "        if line.startswith('assert'):\n            try:\n"
+     "                frame.f_lineno = frame.f_lineno + 1\n            except ValueError:\n"
+     "                pass\n    return jump\nsys.settrace(jump)\nsys.settrace = lambda f: None\n"
+     "def f():\n    return 1",
+     "def check():\n    x = 0\n    assert f() == 2\n    x = 1\ncheck()", "AssertionError"),
     ("the program patches the rewriter (ast)", "import ast\n"
      "ast.NodeVisitor.visit = lambda s, n: n\nast.NodeTransformer.generic_visit = lambda s, n: n\n"
      + ANYTHING, "assert f() == 3", "refused"),

@@ -90,9 +90,11 @@ What is not covered:
 - Kernel bugs: this is namespaces + seccomp + an unprivileged uid, not a VM or gVisor.
 - Tests and program share one interpreter. A program written against this harness can reach
   its state through `gc`, frames, `sys.modules` or ctypes (the nonce, the report fd, the
-  guard's helpers) and forge a pass, or change library code the tests call (a function's
-  `__code__`). The guards stop accidental and generic reward hacks, not a targeted attack on
-  the checker's own process.
+  guard's helpers) and forge a pass, change library code the tests call (a function's
+  `__code__`), install a trace function from code the tests call (jumping over later asserts),
+  or put a pipe of its own behind the report fd from a thread. Rebinding `os.write`,
+  `json.dumps` or `sys.settrace` does not reach the harness. The guards stop accidental and
+  generic reward hacks, not a targeted attack on the checker's own process.
 - The comparison guard leaves alone explicit calls into the program (`len(obj)`, `abs(obj)`,
   `str(obj)`, `obj.method()`: only their results are checked; such a method is not handed the
   expected value), comparisons and hashing inside builtins and libraries (`min`, `max`,

@@ -23,14 +23,24 @@ object whose `__eq__` always returns True fails the assertion instead of passing
 from __future__ import annotations
 
 import ast
+import builtins
 import importlib.util
 import io
-import json
 import linecache
 import os
 import sys
 import traceback
 import types
+
+from _json import encode_basestring_ascii as _json_str
+
+# What the harness still calls after the program ran is captured now, and its functions look
+# builtins up in a private copy (a function takes its builtins from its module's globals when
+# it is created): a program that rebinds `os.write`, `json.dumps`, `sys.settrace` or
+# `builtins.isinstance` cannot rewrite the reports or keep tracing the tests.
+__builtins__ = dict(builtins.__dict__)
+_REAL_BUILTINS = builtins.__dict__
+_write, _exit, _settrace, _setprofile = os.write, os._exit, sys.settrace, sys.setprofile
 
 REPORT_FD = 3
 PROGRAM_FILE = "solution.py"
@@ -61,11 +71,25 @@ guard = _load_guard()
 # --------------------------------------------------------------------------- reporting
 
 
+def _json_line(obj: dict) -> str:
+    """`json.dumps(obj)` for the report's flat dicts (str keys; str, bool, None, int values)."""
+    parts = []
+    for k, v in obj.items():
+        if v is True or v is False or v is None:
+            text = "true" if v is True else "false" if v is False else "null"
+        elif type(v) is int:
+            text = int.__repr__(v)
+        else:
+            text = _json_str(str(v))
+        parts.append(_json_str(k) + ": " + text)
+    return "{" + ", ".join(parts) + "}"
+
+
 def _report(obj: dict) -> None:
-    data = (json.dumps(obj) + "\n").encode()
+    data = (_json_line(obj) + "\n").encode()
     try:
         while data:
-            data = data[os.write(REPORT_FD, data):]
+            data = data[_write(REPORT_FD, data):]
     except OSError:
         pass
 
@@ -125,7 +149,7 @@ def _flush() -> None:
 def _fresh_main(workdir: str) -> dict:
     main = types.ModuleType("__main__")
     main.__file__ = os.path.join(workdir, PROGRAM_FILE)
-    main.__builtins__ = __builtins__
+    main.__builtins__ = _REAL_BUILTINS
     sys.modules["__main__"] = main
     sys.argv = [main.__file__]
     sys.path.insert(0, workdir)
@@ -188,8 +212,8 @@ def _run_tests(compiled, ns: dict) -> None:
         return
     statements, plan = compiled
     guard.prepare(ns, plan)
-    sys.settrace(None)
-    sys.setprofile(None)
+    _settrace(None)
+    _setprofile(None)
     n_details = 0
     for name, quiet, code in statements:
         try:
@@ -209,8 +233,8 @@ def _run_tests(compiled, ns: dict) -> None:
             if not quiet and n_details < _MAX_DETAILS:
                 _report({"event": "test", "name": name, "passed": True})
                 n_details += 1
-        sys.settrace(None)
-        sys.setprofile(None)
+        _settrace(None)
+        _setprofile(None)
 
 
 def _interpreter_exit_steps() -> None:
@@ -239,4 +263,4 @@ def run(job: dict, workdir: str, nonce: str) -> None:
         _flush()
     if ok:
         _report({"event": "done", "nonce": nonce})
-    os._exit(0 if ok else 1)
+    _exit(0 if ok else 1)
