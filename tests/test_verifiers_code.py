@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.sandbox import harness as _sandbox_harness
+from verifiers.sandbox import guard as _sandbox_guard
 from verifiers.sandbox import isolation as _sandbox_isolation
 from verifiers.code import (CodeResult, _server, _shutdown_server, check_code,
                             check_code_batch)
@@ -223,24 +223,25 @@ def test_timeout_from_a_ray_actor(ray_session):
     ray.kill(checker)
 
 
-# --------------------------------------------------------------------------- the literal guard
+# --------------------------------------------------------------------------- the comparison guard
+# (more in test_sandbox_hacks.py)
 
 
-@pytest.mark.parametrize("value,literal,ok", [
+@pytest.mark.parametrize("value,other,ok", [
     (3, 3, True), ([1, (2, "a")], [1, (2, "a")], True), ({"a": {1, 2}}, {"a": {1, 2}}, True),
     (__import__("collections").Counter("aab"), {"a": 2, "b": 1}, True),
     (__import__("fractions").Fraction(1, 2), 0.5, True),
 ])
-def test_literal_guard_lets_library_types_compare(value, literal, ok):
-    assert _sandbox_harness._literal_compare(value, "==", literal, "right") is ok
+def test_guard_lets_library_types_compare(value, other, ok):
+    assert _sandbox_guard.eq(value, other) is ok
 
 
-def test_literal_guard_treats_none_as_identity_for_program_types():
-    node = type("Node", (), {"__module__": "__main__", "__eq__": lambda s, o: True})()
-    assert _sandbox_harness._literal_compare(node, "==", None, "right") is False
-    assert _sandbox_harness._literal_compare(node, "!=", None, "right") is True
-    with pytest.raises(AssertionError):
-        _sandbox_harness._literal_compare([node], "==", [1], "right")
+def test_guard_treats_none_as_identity_for_program_types():
+    node = type("Node", (), {"__eq__": lambda s, o: True})()
+    assert _sandbox_guard.eq(node, None) is False
+    assert _sandbox_guard.ne(node, None) is True
+    with pytest.raises(AssertionError, match="refused"):
+        _sandbox_guard.eq([node], [1])
 
 
 def test_seccomp_filter_builds_for_known_architectures():

@@ -93,9 +93,22 @@ What is covered (Linux, root and rootless):
   its HMAC. A line the program writes there (forged, malformed, or a cut-off line of its own)
   is the program's failure (`error`), and a run counts as finished only when the signed
   `done` line arrives: `sys.exit`, `os._exit`, a signal or a crash before that is never a
-  pass. A test comparison with a literal (`f(x) == 3`, `f(x) in ("a", "b")`) refuses values
-  of program-defined types, so an object whose `__eq__` always returns True fails it
-  (`verifiers.sandbox.harness._literal_compare`).
+  pass.
+- No method of a class the program defined decides a check (`verifiers.sandbox.guard`). The
+  whole test module, with the functions and classes it defines, is rewritten before the program
+  runs so that comparisons (chained too), `in`, truth tests (`assert`, `if`, `while`, `and`,
+  `or`, `not`, `bool`, `all`, `any`), arithmetic and augmented assignment, `operator`'s
+  functions, `math.isclose` and the asserts of `unittest.TestCase` go through helpers that look
+  at types: an object whose `__eq__` always returns True (or whose `__bool__`, `__contains__`,
+  `__sub__` ... lies) fails with "... of program-defined type 'X' refused", compared with a
+  literal, a variable, inside a list or through `UserList`, `SimpleNamespace`, `ChainMap`,
+  `mappingproxy` or a weak reference alike. Honest values pass: program subclasses of builtins
+  (named tuples, `IntEnum`, `str`/`dict`/`list` subclasses, `OrderedDict`, `Counter`) compare by
+  their builtin value, read through the builtin type's own methods; instances of the program's
+  other classes (dataclasses) compare with instances of the same class. Library classes the
+  program patched count as its own; the tests' builtin names (`abs`, `all`), the modules they
+  import (`math.isclose`, `unittest.TestCase`) and `import` itself are the real ones even if
+  the program replaced or shadowed them.
 
 What is not covered:
 
@@ -103,13 +116,25 @@ What is not covered:
 - The allow-listed system files stay readable (/usr, the Python install, site-packages, the
   listed /etc files): keep secrets out of them.
 - Tests and program share one interpreter. A program written against this harness can reach
-  its state through `gc`, frames or ctypes (the report key and fd) and forge a pass, or
-  patch library classes the tests rely on. The guards stop accidental and generic reward
+  its state through `gc`, frames, `sys.modules` or ctypes (the report key and fd, the guard's
+  helpers) and forge a pass, change library code the tests call (a function's `__code__`),
+  install a trace function from code the tests call (jumping over later asserts), or put a
+  pipe of its own behind the report fd from a thread. Rebinding `os.write`, `json.dumps` or
+  `sys.settrace` does not reach the harness. The guards stop accidental and generic reward
   hacks, not a targeted attack on the checker's own process. Freed memory the fork server
   once used may still hold bytes of earlier results (never of programs or tests, which it
   never reads).
-- The literal guard covers single comparisons with a literal side only, not comparisons with
-  variables (`assert f(x) == expected`), chained comparisons, or truthiness (`assert f(x)`).
+- The comparison guard leaves alone explicit calls into the program (`len(obj)`, `abs(obj)`,
+  `str(obj)`, `obj.method()`: only their results are checked; such a method is not handed the
+  expected value), comparisons and hashing inside builtins and libraries (`min`, `max`,
+  `sorted`, `list.index`, `d[obj]`), `match` statements, code the tests `eval` or `exec`, and
+  third-party containers (numpy object arrays). Two instances of one program class are compared
+  by that class (nothing else can decide `Point(1, 2) == Point(1, 2)`), so tests that only
+  compare the program's objects with each other cannot catch a lying `__eq__`; tests that use
+  `in`, truth tests or arithmetic with the program's own classes (`assert 3 in my_set`,
+  `assert stack` if its class has a `__len__`, `v * 2`) fail as refused. The tests' builtin
+  names are the real builtins, so a task whose function is named like a builtin (`sum`) is
+  checked against the builtin.
 - Fairness: concurrent runs share the CPUs as the scheduler sees fit; do not run more parallel
   checks than memory allows (`workers` x `memory_mb`).
 - Rootless: supplementary groups cannot be dropped (setgroups is denied in an unprivileged

@@ -17,155 +17,60 @@ namespace), so one failing assert is reported and the next still runs. The run c
 finished only when the signed `done` line arrives: a program that exits, calls `os._exit` or
 gets killed before that is not a pass, whatever it printed.
 
-Comparisons in the tests against a literal (`f(x) == 3`, `f(x) in ("a", "b")`) are rewritten to
-go through `_literal_compare`, which only lets values whose types the program did not define
-take part: an object with an `__eq__` that always returns True fails the assertion instead of
-passing it. See `_trusted`.
+The tests are rewritten and compiled before the program runs, so that no method of a class the
+program defined decides a comparison, a membership or truth test or arithmetic in them: an
+object whose `__eq__` always returns True fails the assertion instead of passing it. See
+`sandbox.guard` (loaded beside this module).
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
-import hmac
+import builtins
+import importlib.util
 import io
-import json
 import linecache
-import operator
 import os
 import sys
 import traceback
 import types
 
+from _hashlib import hmac_digest as _hmac_digest
+from _json import encode_basestring_ascii as _json_str
+
+# What the harness still calls after the program ran is captured now, and its functions look
+# builtins up in a private copy (a function takes its builtins from its module's globals when
+# it is created): a program that rebinds `os.write`, `json.dumps`, `sys.settrace` or
+# `builtins.isinstance` cannot rewrite the reports or keep tracing the tests.
+__builtins__ = dict(builtins.__dict__)
+_REAL_BUILTINS = builtins.__dict__
+_write, _exit, _settrace, _setprofile = os.write, os._exit, sys.settrace, sys.setprofile
+
 REPORT_FD = 3
 JOB_FD = 4  # the job file (program, tests), read and closed before the program runs
 PROGRAM_FILE = "solution.py"
 TESTS_FILE = "tests.py"
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class created by a `class` statement
-_TRUST_BUDGET = 1_000_000  # objects visited per comparison before giving the benefit of doubt
 _MAX_DETAILS = 200
 
-# Captured at import, before any program runs, so a program rebinding builtins cannot reach
-# the comparison helper through them.
-_type, _id, _len, _isinstance, _getattr = type, id, len, isinstance, getattr
-_CONTAINERS = (list, tuple, set, frozenset, dict)
-_OPS = {
-    ast.Eq: ("==", operator.eq), ast.NotEq: ("!=", operator.ne), ast.Lt: ("<", operator.lt),
-    ast.LtE: ("<=", operator.le), ast.Gt: (">", operator.gt), ast.GtE: (">=", operator.ge),
-    ast.In: ("in", lambda a, b: a in b), ast.NotIn: ("not in", lambda a, b: a not in b),
-}
-_OP_BY_NAME = {name: fn for name, fn in _OPS.values()}
+
+def _load_guard():
+    """`guard.py` beside this file: from the package in the client and the tests, by path under
+    the fork server's private naming (`_synth_sandbox_<name>`) in the server."""
+    if __name__.startswith("verifiers."):
+        from verifiers.sandbox import guard
+
+        return guard
+    name = "_synth_sandbox_guard"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, os.path.join(os.path.dirname(os.path.abspath(__file__)), "guard.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
 
 
-# --------------------------------------------------------------------------- literal guard
-
-
-def _trusted_roots() -> tuple[str, ...]:
-    """Install locations of Python and its packages: root-owned, so the program cannot add files."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    return tuple(os.path.join(os.path.realpath(r), "") for r in roots if r)
-
-
-_TRUSTED_ROOTS = _trusted_roots()
-
-
-def _type_is_foreign(t: type) -> bool:
-    """True if `t` may have been defined by the program (so its `__eq__` cannot be trusted).
-
-    Static (C) types cannot be created from Python code. A heap type (any `class` statement)
-    is trusted only when it is the class of that name in a module loaded from Python's own
-    install tree (`collections.Counter`, `fractions.Fraction`), not one the program made."""
-    if not (t.__flags__ & _HEAPTYPE):
-        return False
-    mod = sys.modules.get(_getattr(t, "__module__", None) or "")
-    if mod is None or mod.__name__ == "__main__":
-        return True
-    path = _getattr(mod, "__file__", None) or ""
-    if not path or not os.path.realpath(path).startswith(_TRUSTED_ROOTS):
-        return True
-    obj = mod
-    for part in (_getattr(t, "__qualname__", "") or "").split("."):
-        obj = _getattr(obj, part, None)
-    return obj is not t
-
-
-def _trusted(value) -> bool:
-    """Every object reachable through builtin containers has a type the program did not make."""
-    stack, seen, budget = [value], set(), _TRUST_BUDGET
-    while stack:
-        budget -= 1
-        if budget < 0:
-            return True
-        v = stack.pop()
-        if _type_is_foreign(_type(v)):
-            return False
-        if _isinstance(v, _CONTAINERS) and _id(v) not in seen:
-            seen.add(_id(v))
-            if _isinstance(v, dict):
-                stack.extend(v.keys())
-                stack.extend(v.values())
-            else:
-                stack.extend(v)
-    return True
-
-
-def _literal_compare(left, op: str, right, literal_side: str):
-    """`left OP right` where one side is a literal, refusing values of program-defined types."""
-    other, lit = (right, left) if literal_side == "left" else (left, right)
-    if not _trusted(other):
-        if lit is None and op in ("==", "!="):  # `x == None` means identity for any class
-            return (other is None) == (op == "==")
-        raise AssertionError(
-            f"comparison {op!r} between a literal of type {_type(lit).__name__} and a value of "
-            f"program-defined type {_type(other).__name__!r} is not trusted"
-        )
-    return _OP_BY_NAME[op](left, right)
-
-
-def _is_literal(node: ast.AST) -> bool:
-    """An expression built only from constants, displays and operators (`"z" * 10`, `[1, -2]`)."""
-    if isinstance(node, ast.Constant):
-        return node.value is not Ellipsis
-    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-        return all(_is_literal(e) for e in node.elts)
-    if isinstance(node, ast.Dict):
-        return all(k is not None and _is_literal(k) for k in node.keys) and all(
-            _is_literal(v) for v in node.values
-        )
-    if isinstance(node, ast.UnaryOp):
-        return _is_literal(node.operand)
-    if isinstance(node, ast.BinOp):
-        return _is_literal(node.left) and _is_literal(node.right)
-    return False
-
-
-class _LiteralCompareRewriter(ast.NodeTransformer):
-    """`a OP <literal>` -> `_literal_compare(a, "OP", <literal>, "right")` (single-op compares)."""
-
-    def __init__(self, helper: str):
-        self.helper = helper
-
-    def visit_Compare(self, node: ast.Compare):
-        self.generic_visit(node)
-        if len(node.ops) != 1 or type(node.ops[0]) not in _OPS:
-            return node
-        left, right = node.left, node.comparators[0]
-        lit_l, lit_r = _is_literal(left), _is_literal(right)
-        if lit_l == lit_r:  # neither side, or both sides, literal
-            return node
-        call = ast.Call(
-            func=ast.Name(id=self.helper, ctx=ast.Load()),
-            args=[left, ast.Constant(_OPS[type(node.ops[0])][0]), right,
-                  ast.Constant("left" if lit_l else "right")],
-            keywords=[],
-        )
-        return ast.copy_location(call, node)
-
-
-def rewrite_tests(source: str, helper: str) -> ast.Module:
-    tree = ast.parse(source, TESTS_FILE)
-    tree = _LiteralCompareRewriter(helper).visit(tree)
-    return ast.fix_missing_locations(tree)
+guard = _load_guard()
 
 
 # --------------------------------------------------------------------------- reporting
@@ -178,16 +83,36 @@ _KEY = b""
 _MAC_HEX = 32  # 128 bits of HMAC-SHA256
 
 
+def _json_line(obj: dict) -> str:
+    """`json.dumps(obj)` for the report's flat dicts (str keys; str, bool, None, int values)."""
+    parts = []
+    for k, v in obj.items():
+        if v is True or v is False or v is None:
+            text = "true" if v is True else "false" if v is False else "null"
+        elif type(v) is int:
+            text = int.__repr__(v)
+        else:
+            text = _json_str(str(v))
+        parts.append(_json_str(k) + ": " + text)
+    return "{" + ", ".join(parts) + "}"
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return _hmac_digest(key, body, "sha256").hex()[:_MAC_HEX].encode()
+
+
 def sign(key: bytes, obj: dict) -> bytes:
-    body = json.dumps(obj).encode()
-    return hmac.new(key, body, hashlib.sha256).hexdigest()[:_MAC_HEX].encode() + b" " + body + b"\n"
+    body = _json_line(obj).encode()
+    return _mac(key, body) + b" " + body + b"\n"
 
 
 def verify(key: bytes, line: bytes) -> dict | None:
     """The event a signed report line carries, or None if its MAC or JSON is not right."""
+    import hmac
+    import json
+
     mac, _, body = line.partition(b" ")
-    want = hmac.new(key, body, hashlib.sha256).hexdigest()[:_MAC_HEX].encode()
-    if not hmac.compare_digest(mac, want):
+    if not hmac.compare_digest(mac, _mac(key, body)):
         return None
     try:
         obj = json.loads(body)
@@ -200,7 +125,7 @@ def report_to(fd: int, key: bytes, obj: dict) -> None:
     data = sign(key, obj)
     try:
         while data:
-            data = data[os.write(fd, data):]
+            data = data[_write(fd, data):]
     except OSError:
         pass
 
@@ -223,9 +148,19 @@ def _print_traceback(exc: BaseException) -> None:
         pass
 
 
-def _statement_name(stmt: ast.stmt, source: str) -> str:
-    seg = ast.get_source_segment(source, stmt) or type(stmt).__name__
-    seg = " ".join(seg.split())
+def _statement_name(stmt: ast.stmt, lines: list) -> str:
+    """`line N: <source, whitespace collapsed>`; `lines` split as `ast.get_source_segment`
+    splits them (once for all statements). Offsets are in UTF-8 bytes."""
+    first, last = stmt.lineno - 1, (stmt.end_lineno or stmt.lineno) - 1
+    try:
+        if first == last:
+            seg = lines[first].encode()[stmt.col_offset:stmt.end_col_offset].decode()
+        else:
+            seg = (lines[first].encode()[stmt.col_offset:].decode() + "".join(lines[first + 1:last])
+                   + lines[last].encode()[:stmt.end_col_offset].decode())
+    except (IndexError, TypeError, UnicodeDecodeError):
+        seg = ""
+    seg = " ".join((seg or type(stmt).__name__).split())
     return f"line {stmt.lineno}: {seg[:100]}"
 
 
@@ -254,7 +189,7 @@ def _flush() -> None:
 def _fresh_main(workdir: str) -> dict:
     main = types.ModuleType("__main__")
     main.__file__ = os.path.join(workdir, PROGRAM_FILE)
-    main.__builtins__ = __builtins__
+    main.__builtins__ = _REAL_BUILTINS
     sys.modules["__main__"] = main
     sys.argv = [main.__file__]
     sys.path.insert(0, workdir)
@@ -286,27 +221,45 @@ def _run_program(source: str, ns: dict, mode: str) -> bool:
     return True
 
 
-def _run_tests(source: str, ns: dict, workdir: str) -> None:
-    helper = "__synth_literal_compare__"
-    try:
-        tree = rewrite_tests(source, helper)
-    except SyntaxError as e:
-        _report({"event": "tests_invalid", "error": _short_error(e)})
-        return
+def _compile_tests(source: str, workdir: str):
+    """Before the program runs (it could patch `ast`): the rewritten top-level statements, each
+    as (report name, quiet, code or the compile error to raise in its turn), and what
+    `guard.prepare` puts back; or the SyntaxError if the tests do not parse."""
     filename = os.path.join(workdir, TESTS_FILE)
+    try:
+        tree = ast.parse(source, filename)
+    except (SyntaxError, ValueError) as e:
+        return e
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    # Installed after the program ran, so the program cannot have planted its own version.
-    ns[helper] = _literal_compare
-    sys.settrace(None)
-    sys.setprofile(None)
-    n_details = 0
     quiet = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom)
-    for stmt in tree.body:
-        name = _statement_name(stmt, source)
+    lines = ast._splitlines_no_ff(source)  # what ast.get_source_segment splits by
+    heads = [(_statement_name(stmt, lines), isinstance(stmt, quiet)) for stmt in tree.body]
+    plan = guard.restore_plan(tree)
+    guard.import_early(plan)
+    statements = []
+    for (name, is_quiet), stmt in zip(heads, guard.rewrite_tests(tree).body):
         try:
-            code = compile(ast.Module(body=[stmt], type_ignores=[]), filename, "exec",
-                           dont_inherit=True)
-            ns[helper] = _literal_compare
+            code = guard.compile_statement(stmt, filename)
+        except (SyntaxError, ValueError) as e:  # `return` outside a function, say: fails later
+            code = e
+        statements.append((name, is_quiet, code))
+    return statements, plan
+
+
+def _run_tests(compiled, ns: dict) -> None:
+    if isinstance(compiled, BaseException):
+        _report({"event": "tests_invalid", "error": _short_error(compiled)})
+        return
+    statements, plan = compiled
+    guard.prepare(ns, plan)
+    _settrace(None)
+    _setprofile(None)
+    n_details = 0
+    for name, quiet, code in statements:
+        try:
+            guard.before_statement(ns)
+            if isinstance(code, BaseException):
+                raise code
             exec(code, ns)
         except MemoryError as e:
             _report({"event": "test", "name": name, "passed": False, "memory": True,
@@ -317,11 +270,11 @@ def _run_tests(source: str, ns: dict, workdir: str) -> None:
             _report({"event": "test", "name": name, "passed": False, "error": _short_error(e)})
             n_details += 1
         else:
-            if not isinstance(stmt, quiet) and n_details < _MAX_DETAILS:
+            if not quiet and n_details < _MAX_DETAILS:
                 _report({"event": "test", "name": name, "passed": True})
                 n_details += 1
-        sys.settrace(None)
-        sys.setprofile(None)
+        _settrace(None)
+        _setprofile(None)
 
 
 def _interpreter_exit_steps() -> None:
@@ -338,6 +291,8 @@ def _interpreter_exit_steps() -> None:
 
 def _read_job(fd: int) -> dict:
     """The program and tests, from the read-only file the client made (fd `JOB_FD`)."""
+    import json
+
     chunks = []
     while True:
         chunk = os.read(fd, 1 << 20)
@@ -355,13 +310,14 @@ def run(limits: dict, workdir: str, key: bytes) -> None:
     job = {**limits, **_read_job(JOB_FD)}
     _fresh_streams()
     ns = _fresh_main(workdir)
+    compiled = _compile_tests(job["tests"], workdir) if job["mode"] == "assert" else None
     ok = _run_program(job["program"], ns, job["mode"])
     if ok and job["mode"] == "stdio":
         _interpreter_exit_steps()
     _flush()
     if ok and job["mode"] == "assert":
-        _run_tests(job["tests"], ns, workdir)
+        _run_tests(compiled, ns)
         _flush()
     if ok:
         _report({"event": "done"})
-    os._exit(0 if ok else 1)
+    _exit(0 if ok else 1)
