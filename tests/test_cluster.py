@@ -65,7 +65,7 @@ def _pipeline(tmp_path: Path, backend: str, engine_kwargs: dict) -> Path:
         prompt={"template": "rephrase_distill"},
         model={"name": "smollm2-135m", "backend": backend, "concurrency": 2, "batch_size": 8,
                "engine_kwargs": engine_kwargs},
-        sampling={"max_tokens": 24, "n": 1, "temperature": 0.7},
+        sampling={"max_tokens": 16, "n": 1, "temperature": 0.7},
     )
 
 
