@@ -31,7 +31,9 @@ pytestmark = pytest.mark.slow
 
 SYNTH = str(Path(sys.executable).with_name("synth"))
 LIMIT = 32
-RUN_TIMEOUT_S = 480
+# Two vLLM engines start on one core each while the rest of the cluster shares those cores:
+# about 2 min on a quiet machine, over 6 min seen under a load of 10-14 (CI).
+RUN_TIMEOUT_S = 1200
 NODE_CPUS = int(os.environ.get("SYNTH_TEST_NODE_CPUS", "1"))
 
 
@@ -86,6 +88,7 @@ def _run_on_cluster(cluster, pipe: Path, out: Path, cwd: Path) -> subprocess.Com
     return r
 
 
+@pytest.mark.timeout(1500)
 def test_pipeline_runs_on_two_node_cluster(cluster, model_path, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
