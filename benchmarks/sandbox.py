@@ -3,8 +3,8 @@
     python benchmarks/sandbox.py [--programs 300] [--workers N] [--rounds 3]
 
 All sides run the same tiny assert-mode programs (a function plus two asserts) with the same
-number of parallel workers (default: the CPU count). The sandbox sides are `check_code_batch`:
-each program gets its own PID/network/mount/IPC namespaces, a root filesystem of read-only
+number of parallel workers (default: `check_code_batch`'s own, 1.5 per CPU). The sandbox sides
+are `check_code_batch`: each program gets its own PID/network/mount/IPC namespaces, a root filesystem of read-only
 binds, rlimits, a seccomp filter and, as root, cgroups and a uid of its own; rootless (the
 checker runs as an ordinary user, uid 65534 here: started from a root run, in a process of
 its own with a world-readable copy of `verifiers`), the fork server lives in a user namespace
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from verifiers.code import check_code, check_code_batch  # noqa: E402
+from verifiers.code import check_code, check_code_batch, default_workers  # noqa: E402
 
 
 def programs(n: int) -> list[tuple[str, str]]:
@@ -99,7 +99,8 @@ def serve(progs, workers: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--programs", type=int, default=300)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    ap.add_argument("--workers", type=int, default=default_workers(),
+                    help="runs in flight on every side (default: check_code_batch's own)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations between the sides")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
