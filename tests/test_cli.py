@@ -114,3 +114,10 @@ def test_run_engine_failure_is_one_line(tmp_path, ray_session):
     assert len(err) == 1 and "RuntimeError: boom at batch" in err[0] and "resume" in err[0]
     assert "Traceback" not in r.output
     assert (out / "manifest.json").exists() and not list(out.glob("part-*.parquet"))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["status"] == "failed" and "boom at batch" in m["stopped"]["reason"], m.get("stopped")
+    # the report shows the folder as failed, not as running
+    from synth.report.collect import collect
+
+    facts = collect(out)
+    assert [f.status for f in facts] == ["failed"]

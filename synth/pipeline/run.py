@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -138,9 +140,40 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     from synth.io.lock import output_lock
 
     # One writer per output folder: a second command writing here fails at once (one line).
-    with output_lock(out_dir, "synth run"):
+    with _noting_interrupts(), output_lock(out_dir, "synth run"):
         return _run(cfg, out_dir, t0, address=address, limit=limit, resume=resume,
                     on_progress=on_progress, skip_bad_inputs=skip_bad_inputs)
+
+
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def _noting_interrupts():
+    """Ctrl-C raises `KeyboardInterrupt` wherever the main thread is; raised inside a
+    library's lock handling it can come out as another error (Ray Data's iterator gave
+    `RuntimeError: release unlocked lock`, about one Ctrl-C in five). Note that one arrived,
+    so that whatever error follows is reported as the interrupt it is. Only where SIGINT has
+    Python's default handler (not when it is ignored, e.g. a background job)."""
+    _INTERRUPTED.clear()
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum, frame):
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    except Exception:
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_progress,
@@ -207,20 +240,24 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
     todo_seeds = sum(u.seeds for p in parts for u in p.todo)
     state = {"stats": {}, "prompts": 0, "gen_s": 0.0, "engine_s": 0.0, "attempt": attempt,
              "done": 0, "total": todo_seeds}
-    with resumable_writes():
-        for p in parts:
-            if p.todo:
-                _generate(p, out_dir, address, on_progress, state)
-    gen = state["stats"]
-
-    dedup_dropped: dict[str, int] = {}
-    if cfg.dedup is not None:
-        from synth.stages.dedup_apply import dedup_in_place
-
-        t_dedup = time.time()
+    try:
         with resumable_writes():
-            dedup_dropped = dedup_in_place(out_dir, cfg.dedup)
-        manifest["dedup"] = {"dropped": dedup_dropped, "elapsed_s": round(time.time() - t_dedup, 2)}
+            for p in parts:
+                if p.todo:
+                    _generate(p, out_dir, address, on_progress, state)
+
+        if cfg.dedup is not None:
+            from synth.stages.dedup_apply import dedup_in_place
+
+            t_dedup = time.time()
+            with resumable_writes():
+                dedup_dropped = dedup_in_place(out_dir, cfg.dedup)
+            manifest["dedup"] = {"dropped": dedup_dropped,
+                                 "elapsed_s": round(time.time() - t_dedup, 2)}
+    except BaseException as e:
+        _record_stop(manifest, out_dir, e)
+        raise
+    gen = state["stats"]
 
     # Final accounting from the markers on disk, so the manifest is true whatever happened before.
     markers = mf.load_markers(out_dir)
@@ -270,6 +307,27 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
                      elapsed_s=elapsed, generation_s=gen_time, engine_start_s=state["engine_s"],
                      workers=gen.get("workers", {}), rejected_rows=stats.get("rejected_rows", 0),
                      reject_reasons=stats.get("reject_reasons", {}), pass_at_k=pass_k)
+
+
+def _record_stop(manifest: dict, out_dir, error: BaseException) -> None:
+    """A run that stops early says so in its manifest: `interrupted` (Ctrl-C, SIGTERM) or
+    `failed`, with the reason; the shards and markers on disk stay whole, and the same
+    command resumes. Best effort: a manifest that cannot be written (the cause of the failure
+    may be a full disk) leaves the `running` one, and the original error is what is raised."""
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) or _INTERRUPTED.is_set()
+    reason = "interrupted" if isinstance(error, KeyboardInterrupt) or _INTERRUPTED.is_set() else \
+        (str(error).strip().splitlines() or [type(error).__name__])[0]
+    manifest.update(status="interrupted" if interrupted else "failed",
+                    stopped={"reason": reason[:500], "at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                        time.gmtime())})
+    for _ in range(3):  # a second Ctrl-C while writing: try again, the write is atomic
+        try:
+            sh.write_json_atomic(manifest, sh.join(out_dir, sh.MANIFEST))
+            return
+        except KeyboardInterrupt:
+            continue
+        except Exception:
+            return
 
 
 def _markers_of(unit, markers: dict) -> tuple[int, bool, list[str]]:
@@ -568,9 +626,11 @@ def _batches_or_failure(ds, out_dir):
             return
         except KeyboardInterrupt:
             raise
-        except SynthError:
-            raise
         except Exception as e:
+            if _INTERRUPTED.is_set():  # an error that a Ctrl-C caused is the Ctrl-C
+                raise KeyboardInterrupt from None
+            if isinstance(e, SynthError):
+                raise
             cause = _root_cause(e)
             if "OutputFailed" in cause:
                 raise OutputFailed(cause.split("OutputFailed: ", 1)[-1]) from None
