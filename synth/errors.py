@@ -5,7 +5,8 @@ prints its message on one line and exits with `exit_code` (2), without a traceba
 `GenerationFailed` is a run that stopped on a failing engine or server: finished shards are
 kept, the run can be resumed, the CLI exits 1. `OutputFailed` is a write to the output folder
 that the system refused (disk full, quota, I/O error): nothing half-written is left visible,
-the CLI exits 1, and a rerun after the cause is fixed resumes. Anything else is a bug.
+the CLI exits 1, and a rerun after the cause is fixed resumes. `RayUnavailable` is a Ray
+runtime that did not start or could not be reached (exit 1). Anything else is a bug.
 """
 
 
@@ -23,5 +24,11 @@ class GenerationFailed(SynthError):
 
 class OutputFailed(SynthError):
     """Writing to the output folder failed (e.g. the disk is full); names the path and the fix."""
+
+    exit_code = 1
+
+
+class RayUnavailable(SynthError):
+    """The local Ray runtime did not start, or the cluster at --address could not be reached."""
 
     exit_code = 1

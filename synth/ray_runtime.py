@@ -34,9 +34,44 @@ def init_ray(address: str | None = None):
         kwargs["runtime_env"] = {"py_modules": [synth]}
         if storage_env():
             kwargs["runtime_env"]["env_vars"] = storage_env()
-    ray.init(**kwargs)
+    _start(ray, kwargs)
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows its own progress bar
     ctx.print_on_execution_start = False
+
+
+def _start(ray, kwargs: dict) -> None:
+    """`ray.init`, with a failure said in one line with what to do (`RayUnavailable`). A local
+    start that timed out (Ray waits a fixed 30 s for its raylet, which a busy machine can
+    miss) is tried once more first."""
+    for attempt in (1, 2):
+        try:
+            ray.init(**kwargs)
+            return
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:  # ray.init also exits (SystemExit) when a GCS never answers
+            try:
+                ray.shutdown()
+            except Exception:
+                pass
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+            what = f"{type(e).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+            timed_out = "timed out" in what.lower()
+            if timed_out and attempt == 1 and not kwargs.get("address"):
+                continue
+            from synth.errors import RayUnavailable
+
+            if kwargs.get("address"):
+                raise RayUnavailable(
+                    f"could not connect to the Ray cluster at {kwargs['address']} ({what}); "
+                    "check the address (`ray status` on the head node) and that this machine "
+                    "can reach it") from None
+            load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+            hint = (f"the machine is busy (load average {load}): rerun the same command when it "
+                    "is quieter, or start Ray once with `ray start --head` and pass "
+                    "--address auto") if timed_out else \
+                "its logs are under the Ray temp folder (RAY_TMPDIR, default /tmp/ray)"
+            raise RayUnavailable(f"Ray did not start on this machine ({what}); {hint}") from None

@@ -263,6 +263,23 @@ def test_ctrl_c_at_any_moment_gives_the_interrupt_message(tmp_path, subprocess_e
         assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
 
 
+def test_ray_that_cannot_start_is_one_line(tmp_path, subprocess_env):
+    """A local Ray that fails to start (here: its temp folder cannot be made) is one line that
+    says so and where to look, exit 1, no traceback; nothing is generated."""
+    pipe = _fake_pipeline(tmp_path, "noray", delay=0.0)
+    out = tmp_path / "out"
+    env = dict(subprocess_env, RAY_TMPDIR="/proc/synth-no-such-dir")
+    r = subprocess.run([SYNTH, "run", str(pipe), "--out", str(out), "--limit", "2"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "Ray did not start on this machine" in errors[0], r.stderr
+    assert "/proc/synth-no-such-dir" in errors[0]
+    assert not list_shards(out)
+    assert json.loads((out / "manifest.json").read_text())["status"] == "failed"
+
+
 # --------------------------------------------------------------------------- disk full
 
 
