@@ -17,14 +17,45 @@ def storage_env() -> dict[str, str]:
     return {k: os.environ[k] for k in STORAGE_ENV if os.environ.get(k)}
 
 
+VERBOSE_ENV = "SYNTH_VERBOSE"
+
+
+def verbose() -> bool:
+    """`synth --verbose` (or SYNTH_VERBOSE=1; SYNTH_RAY_LOGS=1 as before): show Ray's and
+    vLLM's own log lines and warnings, and the workers' output, next to synth's."""
+    return os.environ.get(VERBOSE_ENV, "") == "1" or os.environ.get("SYNTH_RAY_LOGS", "") == "1"
+
+
+def quiet_ray() -> None:
+    """By default a user sees synth's progress and summary, not Ray's: its loggers keep
+    errors only (the token-authentication notice, Ray Data's "Progress bars disabled" and
+    INFO lines go), and the Python warnings raised inside Ray's modules or about Ray Data's
+    arguments are not shown. The driver's C++ core worker still prints its own error lines."""
+    import logging
+    import warnings
+
+    for name in ("ray", "ray.util", "ray._private"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import ray.data  # noqa: F401  (configures its logger at import: console and a log file)
+
+    for h in logging.getLogger("ray.data").handlers:  # the console only: the file keeps all
+        if not isinstance(h, logging.FileHandler) and "File" not in type(h).__name__:
+            h.setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+    warnings.filterwarnings("ignore", message=r".*`ray_remote_args` is deprecated")
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
 def init_ray(address: str | None = None):
     import ray
 
     if ray.is_initialized():
         return
+    loud = verbose()
+    if not loud:
+        quiet_ray()
     kwargs: dict = {"namespace": "synth", "ignore_reinit_error": True, "include_dashboard": False,
-                    "logging_level": "warning",
-                    "log_to_driver": os.environ.get("SYNTH_RAY_LOGS", "0") == "1"}
+                    "logging_level": "info" if loud else "error", "log_to_driver": loud}
     if address:
         import synth
 

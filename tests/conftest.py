@@ -188,3 +188,17 @@ def s3_server():
             else:
                 os.environ[k] = v
         stop_s3_server(server)
+
+
+@pytest.fixture
+def subprocess_env():
+    """The environment of a `synth` subprocess with a local Ray of its own. Ray's unix
+    socket paths must stay under 107 bytes: a short temp dir, removed afterwards."""
+    import shutil
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="rr", dir="/tmp")
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", RAY_TMPDIR=ray_tmp)
+    env.pop("RAY_ADDRESS", None)
+    yield env
+    shutil.rmtree(ray_tmp, ignore_errors=True)

@@ -46,19 +46,6 @@ def _fake_pipeline(tmp_path: Path, name: str, *, delay: float = 0.3, batch_size:
     )
 
 
-@pytest.fixture
-def subprocess_env():
-    """The environment of a `synth run` subprocess with a local Ray of its own. Ray's unix
-    socket paths must stay under 107 bytes: a short temp dir, removed afterwards."""
-    import shutil
-
-    ray_tmp = tempfile.mkdtemp(prefix="rr", dir="/tmp")
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", RAY_TMPDIR=ray_tmp)
-    env.pop("RAY_ADDRESS", None)
-    yield env
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
 def _one_error_line(stderr: str) -> str:
     lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in stderr, stderr[-3000:]

@@ -16,6 +16,21 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _options(verbose: bool = typer.Option(
+        False, "--verbose", "-v",
+        help="Also show Ray's and vLLM's own log lines and warnings and the workers' output.")):
+    """Generate, verify and curate synthetic training data."""
+    if verbose:
+        import os
+
+        from synth.ray_runtime import VERBOSE_ENV
+
+        os.environ[VERBOSE_ENV] = "1"  # read by init_ray here and by the workers it starts
+
+
 app.command("run")(run_cmd.run)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("filter")(curate_cmd.filter_)
@@ -28,4 +43,7 @@ app.add_typer(train_cmd.app, name="train")
 
 
 def main() -> None:
+    from synth.cli import common
+
+    common.STANDALONE = True
     app()

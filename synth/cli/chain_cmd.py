@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from synth.cli.common import stderr_console, user_errors
+from synth.cli.common import exit_interrupted, stderr_console, user_errors
 
 
 class _Hooks:
@@ -66,8 +66,7 @@ def run_chain_file(path: Path, *, address: str | None, fresh: bool) -> None:
                 results = run_chain(chain, address=address, hooks=hooks, fresh=fresh)
         except KeyboardInterrupt:
             hooks._close()
-            typer.echo(f"interrupted; finished work is kept. Resume with: synth run {path}", err=True)
-            raise typer.Exit(130) from None
+            exit_interrupted(f"interrupted; finished work is kept. Resume with: synth run {path}")
         finally:
             hooks._close()
     table = Table(title=f"{chain.name}: {len(results)} steps in {sum(r.elapsed_s for r in results):.0f}s",

@@ -10,6 +10,29 @@ import typer
 from synth.errors import SynthError
 
 
+# Set by `synth.cli.main` (the `synth` command): the process is ours to end.
+STANDALONE = False
+
+
+def exit_interrupted(message: str):
+    """After Ctrl-C: say `message` (how to resume) and exit 130. In the `synth` command the
+    process ends at once (`os._exit`, after flushing): unwinding through Ray's driver after an
+    interrupt can crash it (SIGSEGV, about one Ctrl-C in five while a dataflow starts), and
+    what is on disk is SIGKILL-safe by design (a local Ray's processes end with the driver).
+    Elsewhere (in-process callers, tests) a normal `typer.Exit(130)`."""
+    typer.echo(message, err=True)
+    if STANDALONE:
+        import os
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os._exit(130)
+    raise typer.Exit(130)
+
+
 @contextlib.contextmanager
 def user_errors():
     """Turn a `SynthError` into one line on stderr and exit code 2 (no traceback)."""
@@ -19,8 +42,7 @@ def user_errors():
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise typer.Exit(130) from None
+        exit_interrupted("interrupted")
 
 
 def stderr_console():

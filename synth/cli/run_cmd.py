@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from synth.cli.common import stderr_console, user_errors
+from synth.cli.common import exit_interrupted, stderr_console, user_errors
 
 
 def run(
@@ -64,10 +64,7 @@ def run(
                 task_id = progress.add_task("gen", total=p["total"], tokens=0, rate="-")
             progress.update(task_id, completed=p["done"], tokens=p["tokens"], rate=rate)
 
-        try:
-            result = run_pipeline(cfg, out=out, address=address, limit=limit, resume=resume,
-                                  on_progress=on_progress, skip_bad_inputs=skip_bad_inputs)
-        except KeyboardInterrupt:
+        def interrupted() -> None:
             if task_id is not None:
                 progress.stop()
             target = out or cfg.output.dir or f"out/{cfg.name}"
@@ -78,9 +75,18 @@ def run(
                 again += ["--address", address]
             if skip_bad_inputs:
                 again.append("--skip-bad-inputs")
-            typer.echo("interrupted; finished shards are kept. Resume with: "
-                       + shlex.join(again), err=True)
-            raise typer.Exit(130) from None
+            exit_interrupted("interrupted; finished shards are kept. Resume with: "
+                             + shlex.join(again))
+
+        from synth.cli import common
+
+        try:
+            result = run_pipeline(cfg, out=out, address=address, limit=limit, resume=resume,
+                                  on_progress=on_progress, skip_bad_inputs=skip_bad_inputs,
+                                  # the `synth` command ends at the Ctrl-C (see exit_interrupted)
+                                  on_interrupt=interrupted if common.STANDALONE else None)
+        except KeyboardInterrupt:
+            interrupted()
         finally:
             if task_id is not None:
                 progress.stop()

@@ -126,8 +126,14 @@ def resumable_writes():
 def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address: str | None = None,
                  limit: int | None = None, resume: bool = True,
                  on_progress: Callable[[dict], None] | None = None,
-                 skip_bad_inputs: bool = False) -> RunResult:
+                 skip_bad_inputs: bool = False,
+                 on_interrupt: Callable[[], None] | None = None) -> RunResult:
     """Run `cfg` and return what it did. Raises `SynthError` for anything the user can fix.
+
+    `on_interrupt` (the `synth` command's): called from the SIGINT handler, after the
+    manifest says `interrupted`, instead of raising `KeyboardInterrupt`; it ends the process.
+    Everything on disk is as after a SIGKILL, which a resume handles (whole shards, a lock
+    whose holder is gone); unwinding through Ray's driver after an interrupt can crash it.
 
     With `teachers`, each teacher generates in turn (its own model, seeds, prompt and
     sampling) into the same output folder; `limit` applies to each teacher."""
@@ -140,16 +146,17 @@ def run_pipeline(cfg: PipelineConfig, *, out: str | Path | None = None, address:
     from synth.io.lock import output_lock
 
     # One writer per output folder: a second command writing here fails at once (one line).
-    with _noting_interrupts(), output_lock(out_dir, "synth run"):
+    with _noting_interrupts(on_interrupt), output_lock(out_dir, "synth run"):
         return _run(cfg, out_dir, t0, address=address, limit=limit, resume=resume,
                     on_progress=on_progress, skip_bad_inputs=skip_bad_inputs)
 
 
 _INTERRUPTED = threading.Event()
+_CURRENT: dict = {}  # the running manifest and its folder, for the interrupt handler
 
 
 @contextlib.contextmanager
-def _noting_interrupts():
+def _noting_interrupts(on_interrupt: Callable[[], None] | None = None):
     """Ctrl-C raises `KeyboardInterrupt` wherever the main thread is; raised inside a
     library's lock handling it can come out as another error (Ray Data's iterator gave
     `RuntimeError: release unlocked lock`, about one Ctrl-C in five). Note that one arrived,
@@ -163,6 +170,10 @@ def _noting_interrupts():
 
     def note(signum, frame):
         _INTERRUPTED.set()
+        if on_interrupt is not None:
+            if _CURRENT:
+                _record_stop(_CURRENT["manifest"], _CURRENT["out"], KeyboardInterrupt())
+            on_interrupt()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, note)
@@ -174,6 +185,7 @@ def _noting_interrupts():
         raise
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        _CURRENT.clear()
 
 
 def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_progress,
@@ -236,6 +248,7 @@ def _run(cfg: PipelineConfig, out_dir, t0: float, *, address, limit, resume, on_
         manifest["tokenizer"] = mf.tokenizer_identity(first.model_path)
     with resumable_writes():
         sh.write_json_atomic(manifest, sh.join(out_dir, sh.MANIFEST))
+    _CURRENT.update(manifest=manifest, out=out_dir)
 
     todo_seeds = sum(u.seeds for p in parts for u in p.todo)
     state = {"stats": {}, "prompts": 0, "gen_s": 0.0, "engine_s": 0.0, "attempt": attempt,
