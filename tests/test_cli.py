@@ -121,3 +121,41 @@ def test_run_engine_failure_is_one_line(tmp_path, ray_session):
 
     facts = collect(out)
     assert [f.status for f in facts] == ["failed"]
+
+
+def _one_line_exit_2(r) -> str:
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    assert "Traceback" not in r.output, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    return lines[0]
+
+
+def test_output_path_that_is_a_file_is_one_line(tmp_path):
+    """Issue 16 item 3: an OUT that is an existing file (or lies below one) is one line and
+    exit 2 in every command that writes a folder or a page; nothing is written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "in"
+    data.mkdir()
+    words = " ".join(f"word{i % 50}" for i in range(600))
+    pq.write_table(pa.table({"id": ["a", "b"], "text": [words, words + " end"]}),
+                   data / "part-00000.parquet")
+    afile = tmp_path / "afile"
+    afile.write_text("keep me\n")
+    evals = tmp_path / "evals.jsonl"
+    evals.write_text(json.dumps({"id": "e1", "text": "nothing like the shards"}) + "\n")
+    run_dir = tmp_path / "kept"
+    assert runner.invoke(app, ["filter", str(data), str(run_dir), "--min-words", "1"]).exit_code == 0
+    for out in (afile, afile / "below"):
+        for argv in (["filter", str(data), str(out)],
+                     ["dedup", str(data), str(out), "--method", "exact"],
+                     ["decontam", str(data), str(out), "--against", str(evals)],
+                     ["train", "pretrain", "--data", str(data), "--out", str(out), "--steps", "1",
+                      "--seq-len", "32", "--batch-size", "1"]):
+            line = _one_line_exit_2(runner.invoke(app, argv))
+            assert str(out) in line and "is a file" in line, line
+        line = _one_line_exit_2(runner.invoke(app, ["report", str(run_dir), "--out", str(out / "r.html")]))
+        assert "is a file" in line, line
+    assert afile.read_text() == "keep me\n"

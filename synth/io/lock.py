@@ -149,8 +149,13 @@ class _FileLock:
         self.created_out = False
 
     def acquire(self) -> None:
-        if self.out.exists() and not self.out.is_dir():
+        from synth.paths import file_in_the_way
+
+        f = file_in_the_way(self.out)
+        if f == self.out:
             raise SynthError(f"output path {self.out} is a file; give a folder")
+        if f is not None:
+            raise SynthError(f"output folder {self.out} cannot be made: {f} is a file; give another folder")
         data = (json.dumps(self.info) + "\n").encode()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # each round wins, loses, or clears a stale lock

@@ -30,8 +30,10 @@ def build_report(path: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else root / REPORT
     if out.is_dir():
         raise SynthError(f"--out {out} is a folder; give a file name like {out / REPORT}")
+    from synth.paths import make_dir
+
+    make_dir(out.parent, f"--out {out}: folder")  # one line when a folder on the way is a file
     page = render(facts, title=str(path))
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, out)  # a reader never sees half a page

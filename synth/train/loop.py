@@ -89,7 +89,9 @@ def prepare_out(cfg: TrainConfig, fresh: bool) -> Path | None:
     """Create --out; return the checkpoint folder to resume from, if any."""
     from synth.train import checkpoint
 
-    out = Path(cfg.out)
+    from synth.paths import make_dir
+
+    out = make_dir(cfg.out, "--out")  # one line when it (or a parent) is a file
     saved = out / TRAIN_JSON
     if fresh and out.exists():
         for name in (TRAIN_JSON, METRICS, CURVE, checkpoint.CKPT, f".{checkpoint.CKPT}.tmp",
