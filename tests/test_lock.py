@@ -177,33 +177,44 @@ def test_lock_taken_over_while_held_fails_at_the_end(tmp_path):
 @pytest.mark.parametrize("trial", range(20))
 def test_racing_takers_of_a_stale_lock_one_wins(tmp_path, trial):
     """Eight threads take over one stale lock at once: exactly one holds it; the rest see it
-    held (same pid: live) and lose."""
+    held (same pid: live) and lose. Never two holders at once, also when a thread is so
+    slow (a loaded machine) that it tries only after the winner has let go."""
     out = tmp_path / "out"
     _foreign_lock(out, age_s=1000)
     n = 8
     barrier = threading.Barrier(n)
     won, lost, release = [], [], threading.Event()
+    holding, most = [0], [0]
+    count = threading.Lock()
 
     def take():
         barrier.wait()
         try:
             with output_lock(out, "synth filter", stale_after=120) as held:
+                with count:
+                    holding[0] += 1
+                    most[0] = max(most[0], holding[0])
                 won.append(held.info["token"])
-                release.wait(10)
+                release.wait(60)
+                with count:
+                    holding[0] -= 1
         except SynthError as e:
             lost.append(str(e))
 
     threads = [threading.Thread(target=take) for _ in range(n)]
     for t in threads:
         t.start()
-    deadline = time.time() + 10
+    deadline = time.time() + 60
     while len(won) + len(lost) < n and time.time() < deadline:
         time.sleep(0.01)
+    all_tried_while_held = len(won) + len(lost) == n
     release.set()
     for t in threads:
         t.join()
-    assert len(won) == 1 and len(lost) == n - 1, (won, lost)
-    assert all("in use by `synth filter`" in m for m in lost)
+    assert most[0] == 1, (won, lost)
+    assert len(won) + len(lost) == n and all("in use by `synth filter`" in m for m in lost), lost
+    if all_tried_while_held:
+        assert len(won) == 1, (won, lost)
     assert os.listdir(out) == []
 
 

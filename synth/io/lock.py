@@ -138,6 +138,25 @@ def _busy(out: str, lock: str, holder: dict | None, age_s: float, stale_after: f
 # --------------------------------------------------------------------------- local / NFS
 
 
+def _stat_and_text(path: Path) -> tuple[os.stat_result, str] | None:
+    """The status and the content of one file, read through one descriptor, or None when it
+    does not exist. Separate `stat` and `read` calls could pair the age and inode of a stale
+    lock with the content of the fresh lock made in its place (whose inode number may be the
+    stale one's, just freed): a taker would then remove a live lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        st = os.fstat(fd)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return st, b"".join(chunks).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+
+
 class _FileLock:
     """OUT/.synth.lock on a local or shared (NFS) filesystem."""
 
@@ -197,11 +216,10 @@ class _FileLock:
         unlink, the content holds a random token."""
         holder = None
         for attempt in range(3):  # a lock just created may not hold its JSON yet
-            try:
-                st = os.stat(self.path)
-                text = self.path.read_text()
-            except FileNotFoundError:
+            got = _stat_and_text(self.path)
+            if got is None:
                 return None, 0.0, None
+            st, text = got
             try:
                 holder = json.loads(text)
                 break
@@ -210,10 +228,8 @@ class _FileLock:
         return holder, max(0.0, time.time() - st.st_mtime), (st.st_ino, text)
 
     def _identity(self, path: Path) -> tuple | None:
-        try:
-            return os.stat(path).st_ino, path.read_text()
-        except FileNotFoundError:
-            return None
+        got = _stat_and_text(path)
+        return None if got is None else (got[0].st_ino, got[1])
 
     def _mine(self) -> bool:
         return self._identity(self.path) == self.ident
