@@ -39,13 +39,15 @@ def inspect_shards(
     columns: Sequence[str] | None = None,
     where: str | None = None,
     head: int = 5,
+    full: bool = False,
     skip_bad: bool = False,
 ) -> dict[str, Any]:
     """A report on the shard or folder of shards at `path`.
 
     `columns` limits the columns reported and sampled (the schema stays whole); `where` is
     a SQL boolean expression (DuckDB) that keeps only matching rows; `head` is the number
-    of sample rows. `rows` counts rows after `where`, `total_rows` before it.
+    of sample rows, cut to be read (`SAMPLE_CHARS`; lists summarized) unless `full`. `rows`
+    counts rows after `where`, `total_rows` before it.
     """
     if head < 0:
         raise SynthError(f"--head must be 0 or more, not {head}")
@@ -82,7 +84,8 @@ def inspect_shards(
             for name in selected
             if _is_verdict(name) and _countable(table.schema.field(name).type)
         },
-        "sample": [{k: _sample_value(v) for k, v in row.items()} for row in table.slice(0, head).to_pylist()],
+        "sample": [{k: _full_value(v) if full else _sample_value(v) for k, v in row.items()}
+                   for row in table.slice(0, head).to_pylist()],
         "skipped": skipped,
     }
 
@@ -223,6 +226,15 @@ def _sample_value(value: Any) -> Any:
         return f"[list of {len(value)}]"
     if isinstance(value, dict):
         return {k: _sample_value(v) for k, v in value.items()}
+    return _jsonable(value)
+
+
+def _full_value(value: Any) -> Any:
+    """A sample cell whole (`synth inspect --full`): strings and lists as they are."""
+    if isinstance(value, list):
+        return [_full_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _full_value(v) for k, v in value.items()}
     return _jsonable(value)
 
 

@@ -5,6 +5,12 @@ index, so tests can compute the expected answer with `stub_completion(...)`. Sup
 `max_tokens` (truncates, `finish_reason: "length"`), `logprobs`/`top_logprobs` (tokens are
 `"token_id:<int>"` when the request sets `return_tokens_as_token_ids: true`) and `usage`.
 
+Log-probabilities as vLLM's server lists them (`StubServer(sampled_first=True)`): the sampled
+token first, then the best alternatives, cut to `top_logprobs`; here the sampled token is the
+third best, so a list read as given is not best-first and misses the k-th best token.
+`StubServer(logprobs="none")` returns no log-probabilities at all; `logprobs="refuse"` answers
+a request that asks for them with HTTP 400 naming `return_tokens_as_token_ids`.
+
 Fault injection (`StubServer(fail_first=K, fail_with=500 | 429 | 400 | "close" | "hang")`): the
 first K requests answer with that HTTP status, have their connection closed without a response
 ("close"), or get no answer for `hang_s` seconds and then a closed connection ("hang", for
@@ -56,8 +62,11 @@ def prompt_token_count(messages: list[dict]) -> int:
 
 class StubServer:
     def __init__(self, *, delay: float = 0.02, fail_first: int = 0,
-                 fail_with: int | str = 500, hang_s: float = 1.0, api_key: str | None = None):
+                 fail_with: int | str = 500, hang_s: float = 1.0, api_key: str | None = None,
+                 sampled_first: bool = False, logprobs: str = "ok"):
         self.delay = delay
+        self.sampled_first = sampled_first
+        self.logprobs = logprobs
         self.hang_s = hang_s
         self.fail_first = fail_first
         self.fail_with = fail_with
@@ -139,8 +148,8 @@ class StubServer:
             completion_tokens += len(c["token_ids"])
             choice = {"index": i, "message": {"role": "assistant", "content": c["content"]},
                       "finish_reason": c["finish_reason"], "logprobs": None}
-            if k is not None:
-                choice["logprobs"] = {"content": [_token_logprob(t, k, as_ids)
+            if k is not None and self.logprobs == "ok":
+                choice["logprobs"] = {"content": [_token_logprob(t, k, as_ids, self.sampled_first)
                                                   for t in c["token_ids"]]}
             choices.append(choice)
         prompt_tokens = prompt_token_count(messages)
@@ -164,11 +173,21 @@ def _tok(t: int, as_ids: bool) -> str:
     return f"token_id:{t}" if as_ids else f"t{t}"
 
 
-def _token_logprob(t: int, k: int, as_ids: bool) -> dict:
-    """The sampled token is the best alternative; the others are t+1, t+2, ..."""
-    top = [{"token": _tok((t + j) % VOCAB, as_ids), "logprob": -0.25 * j, "bytes": None}
-           for j in range(k)]
-    return {"token": _tok(t, as_ids), "logprob": 0.0, "bytes": None, "top_logprobs": top}
+def best_alternatives(t: int, sampled_first: bool = False) -> list[tuple[int, float]]:
+    """The model's ranking at a position where `t` was sampled, best first: normally t, t+1,
+    t+2, ... with log-probs 0, -0.25, -0.5, ...; with `sampled_first`, t is the third best
+    (t+1 and t+2 come before it)."""
+    order = [1, 2, 0] + list(range(3, 64)) if sampled_first else list(range(64))
+    return [((t + j) % VOCAB, -0.25 * r) for r, j in enumerate(order)]
+
+
+def _token_logprob(t: int, k: int, as_ids: bool, sampled_first: bool = False) -> dict:
+    ranked = best_alternatives(t, sampled_first)
+    if sampled_first:  # vLLM: the sampled token, then the others in rank order, cut to k
+        ranked = [x for x in ranked if x[0] == t] + [x for x in ranked if x[0] != t]
+    top = [{"token": _tok(i, as_ids), "logprob": lp, "bytes": None} for i, lp in ranked[:k]]
+    lp_t = next(lp for i, lp in ranked if i == t)
+    return {"token": _tok(t, as_ids), "logprob": lp_t, "bytes": None, "top_logprobs": top}
 
 
 def _make_handler(stub: StubServer):
@@ -227,6 +246,10 @@ def _make_handler(stub: StubServer):
             if stub.api_key is not None and \
                     self.headers.get("Authorization") != f"Bearer {stub.api_key}":
                 self._send(401, {"error": {"message": "bad api key"}})
+                return
+            if stub.logprobs == "refuse" and "return_tokens_as_token_ids" in body:
+                self._send(400, {"error": {"message": "Unrecognized request argument supplied: "
+                                                      "return_tokens_as_token_ids"}})
                 return
             self._send(200, stub.respond(body))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,87 @@ def test_math_pipeline_verdicts_match_direct_check(tmp_path, quickstart_run):
         direct = check_math(x["response"], json.loads(x["meta"])["answer"])
         assert x["math_verdict"] == direct.verdict
         assert x["math_predicted"] == direct.predicted
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _same_top_k(a_ids, a_lps, b_ids, b_lps) -> bool:
+    """Two best-first top-k lists of one position agree: the same log-probs, and the same
+    tokens for each value, except at the cut (bfloat16 log-probs tie often; which of tied
+    tokens makes the k-th place, and their order, is the engine's choice)."""
+    if len(a_ids) != len(b_ids) or any(abs(x - y) > 1e-3 for x, y in zip(a_lps, b_lps)):
+        return False
+    cut = a_lps[-1]
+    by_value = lambda ids, lps: sorted((round(v, 3), i) for i, v in zip(ids, lps) if v > cut + 1e-3)  # noqa: E731
+    return by_value(a_ids, a_lps) == by_value(b_ids, b_lps)
+
+
+def test_openai_backend_on_synth_serve_keeps_the_vllm_backends_logprobs(tmp_path, quickstart_run,
+                                                                        subprocess_env):
+    """Issue 16 items 2 and 7: `synth serve` starts vLLM's OpenAI-compatible server on the
+    embedded model, and a pipeline on the openai backend against it stores the same greedy
+    tokens and top-k log-probabilities, position by position, as the vllm backend (with
+    token ids asked for by default, best-first, exactly k)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    synth = str(Path(sys.executable).with_name("synth"))
+    with open(log, "w") as f:
+        server = subprocess.Popen([synth, "serve", "--port", str(port), "--max-model-len", "2048"],
+                                  stdout=f, stderr=subprocess.STDOUT, env=subprocess_env,
+                                  start_new_session=True)
+    try:
+        base = dict(seeds={"path": str(SAMPLE / "math" / "problems.jsonl"), "text_column": "problem"},
+                    prompt={"template": "math_solution"},
+                    sampling={"temperature": 0.0, "max_tokens": 24, "logprobs": 5})
+        ours = write_pipeline(tmp_path / "v.yaml", name="lp", model={"name": "smollm2-135m"}, **base)
+        run_pipeline(load_pipeline(ours), out=tmp_path / "v", limit=5)
+        deadline = time.time() + 600
+        while True:  # the server is up when it lists the model
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.time() < deadline, log.read_text()[-3000:]
+            try:
+                if "smollm2-135m" in httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).text:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(2)
+        theirs = write_pipeline(tmp_path / "o.yaml", name="lp", **base, model={
+            "name": "smollm2-135m", "backend": "openai", "concurrency": 4,
+            "base_url": f"http://127.0.0.1:{port}/v1"})
+        r = CliRunner().invoke(app, ["run", str(theirs), "--out", str(tmp_path / "o"), "--limit", "5"])
+        assert r.exit_code == 0, r.output
+    finally:
+        os.killpg(server.pid, signal.SIGINT)  # Ctrl-C: vLLM's server shuts down
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    a = {x["prompt_id"]: x for x in read_shards(tmp_path / "v").to_pylist()}
+    b = {x["prompt_id"]: x for x in read_shards(tmp_path / "o").to_pylist()}
+    assert set(a) == set(b) and len(a) == 5
+    positions = agree = 0
+    for pid, x in a.items():
+        y = b[pid]
+        assert y["token_ids"] == x["token_ids"], pid  # greedy: the same tokens
+        assert y["response"] == x["response"]
+        for ai, al, bi, bl in zip(x["top_logprob_ids"], x["top_logprobs"],
+                                  y["top_logprob_ids"], y["top_logprobs"]):
+            positions += 1
+            assert len(bi) == len(bl) == 5 and bl == sorted(bl, reverse=True)
+            agree += _same_top_k(ai, al, bi, bl)
+    assert positions == sum(len(x["token_ids"]) for x in a.values()) > 50
+    assert agree == positions, f"{positions - agree} of {positions} positions differ"

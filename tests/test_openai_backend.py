@@ -17,7 +17,8 @@ from synth.backends import openai_engine as oe
 from synth.backends.base import Sampling, request_seed
 from synth.backends.openai_engine import OpenAIEngine, OpenAIError
 from tests.conftest import SAMPLE, write_pipeline
-from tests.openai_stub import FULL_TOKENS, StubServer, prompt_token_count, stub_completion
+from tests.openai_stub import (FULL_TOKENS, StubServer, best_alternatives, prompt_token_count,
+                               stub_completion)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -115,14 +116,15 @@ def test_max_tokens_truncates_with_finish_reason_length(stub):
 
 
 def test_logprob_token_ids_parsed(stub):
+    """Token ids are asked for by default (no engine_kwargs needed), with one more
+    alternative than kept (see the next test)."""
     s = stub()
     cs, pids = convs(3)
-    e = engine(s, engine_kwargs={"return_tokens_as_token_ids": True})
-    out = e.generate(cs, pids, Sampling(n=2, max_tokens=5, logprobs=4))
+    out = engine(s).generate(cs, pids, Sampling(n=2, max_tokens=5, logprobs=4))
 
     for b in s.bodies:
-        assert b["logprobs"] is True and b["top_logprobs"] == 4
-        assert b["return_tokens_as_token_ids"] is True  # engine_kwargs go into every body
+        assert b["logprobs"] is True and b["top_logprobs"] == 5
+        assert b["return_tokens_as_token_ids"] is True
     for conv, samples in zip(cs, out):
         for j, smp in enumerate(samples):
             ids = stub_completion(conv, j, 5)["token_ids"]
@@ -134,15 +136,51 @@ def test_logprob_token_ids_parsed(stub):
             assert all(isinstance(x, float) for row in smp["top_logprobs"] for x in row)
 
 
-def test_logprobs_without_token_ids_are_dropped(stub):
-    """A server that returns token strings, not ids: no ids are invented, text still comes back."""
+@pytest.mark.parametrize("k", [1, 3, 8])
+def test_top_k_is_best_first_and_exactly_k_when_the_server_lists_the_sampled_token_first(stub, k):
+    """vLLM's server lists the sampled token first and cuts to what was asked: read as given,
+    the list is not best-first and, when the sampled token is not among the best k, misses
+    the k-th best. The engine asks for k + 1, sorts and keeps k: the true top k, best-first."""
+    s = stub(sampled_first=True)
+    cs, pids = convs(2)
+    out = engine(s).generate(cs, pids, Sampling(n=1, max_tokens=6, logprobs=k))
+    for conv, (smp,) in zip(cs, out):
+        ids = stub_completion(conv, 0, 6)["token_ids"]
+        assert smp["token_ids"] == ids
+        for t, top_ids, top_lps in zip(ids, smp["top_logprob_ids"], smp["top_logprobs"]):
+            want = best_alternatives(t, sampled_first=True)[:k]
+            assert top_ids == [i for i, _ in want] and top_lps == [lp for _, lp in want]
+            assert len(top_ids) == k and top_lps == sorted(top_lps, reverse=True)
+
+
+@pytest.mark.parametrize("mode,fragment", [
+    ("text", "returned tokens as text, not token ids"),
+    ("none", "returned no log-probabilities"),
+    ("refuse", "refused the request for top-2 log-probabilities with token ids"),
+])
+def test_a_server_that_cannot_return_the_signal_fails_loudly(stub, backoff, mode, fragment):
+    """No rows without the distillation signal: a server that returns token strings (here it
+    is told not to send ids), none at all, or refuses the field stops the batch with one line
+    that says what to do, also when rows are isolated (engine actors)."""
+    s = stub(logprobs="refuse" if mode == "refuse" else "none" if mode == "none" else "ok")
+    extra = {"return_tokens_as_token_ids": False} if mode == "text" else None
+    e = engine(s, engine_kwargs=extra, isolate_rows=True)
+    cs, pids = convs(2)
+    with pytest.raises(oe.LogprobsUnavailable) as err:
+        e.generate(cs, pids, Sampling(n=1, max_tokens=6, logprobs=2))
+    msg = str(err.value)
+    assert fragment in msg and "\n" not in msg, msg
+    assert "synth serve" in msg or "sampling.logprobs: 0" in msg, msg
+
+
+def test_no_logprobs_asked_means_none_stored_and_no_extra_fields(stub):
     s = stub()
     cs, pids = convs(2)
-    out = engine(s).generate(cs, pids, Sampling(n=1, max_tokens=6, logprobs=2))
-    for conv, (smp,) in zip(cs, out):
-        assert smp["response"] == stub_completion(conv, 0, 6)["content"]
+    out = engine(s).generate(cs, pids, Sampling(n=1, max_tokens=6))
+    for b in s.bodies:
+        assert "logprobs" not in b and "return_tokens_as_token_ids" not in b
+    for (smp,) in out:
         assert smp["token_ids"] is smp["top_logprob_ids"] is smp["top_logprobs"] is None
-        assert smp["completion_tokens"] == 6
 
 
 # --------------------------------------------------------------------------- retries

@@ -2,8 +2,15 @@
 
 Requests run on a bounded thread pool (`model.concurrency` in flight) with retries and
 exponential backoff on connection errors, timeouts, 429 and 5xx. Fields in `engine_kwargs`
-are added to every request body, e.g. `{return_tokens_as_token_ids: true}` for a vLLM server
-so that top-k log-probabilities come back with token ids (`"token_id:123"`).
+are added to every request body.
+
+Top-k log-probabilities (`sampling.logprobs: k`, the distillation signal) need token ids, not
+token strings: each request asks for them (`return_tokens_as_token_ids`, which a vLLM server
+understands; `synth serve` starts one). vLLM's server lists the sampled token first and then
+cuts the list to the k asked for, so its lists are not best-first and can miss the k-th best
+token; the engine asks for k + 1 (at most `MAX_TOP_LOGPROBS`), sorts best-first and keeps k,
+the same as the vllm backend. A server that returns no log-probabilities or no token ids
+fails the run with one line (`LogprobsUnavailable`), instead of rows without the signal.
 
 The engine is thread-safe: concurrent `generate` calls (an engine actor serving several
 batches at once) share its one pool, so `model.concurrency` bounds the requests in flight
@@ -24,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from synth.backends.base import (PROMPT_TOO_LONG, REQUEST_FAILED, Sampling, error_sample,
                                  request_seed)
 
+# OpenAI's limit on `top_logprobs`; `synth serve` raises vLLM's (default 20) to 21.
+MAX_TOP_LOGPROBS = 20
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 # Failures that concern the whole server, not one request: the batch fails (and can resume).
 SERVER_STATUS = {401, 403, 404}
@@ -33,6 +42,14 @@ class OpenAIError(RuntimeError):
     def __init__(self, message: str, status: int | None = None):
         super().__init__(message)
         self.status = status  # the last HTTP status, None for a transport error
+
+
+class LogprobsUnavailable(OpenAIError):
+    """The server cannot return the top-k log-probabilities with token ids the pipeline asked
+    for: the whole run stops (a server-wide property, not one row's)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, None)
 
 
 class OpenAIEngine:
@@ -57,6 +74,7 @@ class OpenAIEngine:
         self.max_retries = max_retries
         self.pool = ThreadPoolExecutor(max_workers=workers)
         self.isolate_rows = isolate_rows
+        self.max_top_logprobs = int(self.extra.pop("max_top_logprobs", MAX_TOP_LOGPROBS))
 
     def generate(self, conversations: list[list[dict]], prompt_ids: list[str],
                  sampling: Sampling) -> list[list[dict]]:
@@ -95,9 +113,19 @@ class OpenAIEngine:
             "seed": request_seed(sampling.seed, pid),
             **self.extra,
         }
-        if sampling.logprobs:
-            body.update(logprobs=True, top_logprobs=sampling.logprobs)
-        data = self._post(body)
+        k = sampling.logprobs
+        if k:
+            body.update(logprobs=True, top_logprobs=min(k + 1, self.max_top_logprobs))
+            body.setdefault("return_tokens_as_token_ids", True)
+        try:
+            data = self._post(body)
+        except OpenAIError as e:
+            if k and e.status in (400, 422) and ("logprob" in str(e) or "token_ids" in str(e)):
+                raise LogprobsUnavailable(
+                    f"{self.url} refused the request for top-{k} log-probabilities with token "
+                    f"ids ({str(e).split(': ', 1)[-1][:160]}); use a vLLM server (synth serve) "
+                    "or set sampling.logprobs: 0") from None
+            raise
         usage = data.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         samples = []
@@ -105,12 +133,8 @@ class OpenAIEngine:
             content = (choice.get("message") or {}).get("content") or ""
             ids = top_ids = top_lps = None
             lp = (choice.get("logprobs") or {}).get("content")
-            if lp:
-                ids = [_token_id(t.get("token")) for t in lp]
-                top_ids = [[_token_id(a.get("token")) for a in t.get("top_logprobs", [])] for t in lp]
-                top_lps = [[float(a.get("logprob")) for a in t.get("top_logprobs", [])] for t in lp]
-                if any(i is None for i in ids):  # the server does not return token ids
-                    ids = top_ids = None
+            if k:
+                ids, top_ids, top_lps = self._top_k(lp, k, choice)
             n_completion = len(lp) if lp else None
             samples.append(
                 {
@@ -121,13 +145,45 @@ class OpenAIEngine:
                     else int(usage.get("completion_tokens") or 0) // max(1, sampling.n),
                     "token_ids": ids,
                     "top_logprob_ids": top_ids,
-                    "top_logprobs": top_lps if top_ids is not None else None,
+                    "top_logprobs": top_lps,
                 }
             )
         if len(samples) != sampling.n:
             raise OpenAIError(f"{self.url}: asked for n={sampling.n} choices, got {len(samples)}",
                               200)
         return samples
+
+    def _top_k(self, lp: list | None, k: int, choice: dict):
+        """(token ids, top-k ids, top-k log-probs) of one choice, each position best-first
+        with exactly k entries (fewer only when the vocabulary or the server has fewer).
+        Raises `LogprobsUnavailable` when the server left out what the run asked for."""
+        if not lp:
+            if choice.get("finish_reason") == "length" or (choice.get("message") or {}).get("content"):
+                raise LogprobsUnavailable(
+                    f"{self.url} returned no log-probabilities although top-{k} were asked for; "
+                    "use a server that returns them (a vLLM server: synth serve) or set "
+                    "sampling.logprobs: 0")
+            return [], [], []  # nothing generated
+        ids, top_ids, top_lps = [], [], []
+        for t in lp:
+            tid = _token_id(t.get("token"))
+            alts = {}
+            for a in t.get("top_logprobs") or []:
+                aid = _token_id(a.get("token"))
+                if aid is None:
+                    tid = None
+                    break
+                alts.setdefault(aid, float(a.get("logprob")))
+            if tid is None:
+                raise LogprobsUnavailable(
+                    f"{self.url} returned tokens as text, not token ids ({t.get('token')!r}), so "
+                    "the top-k log-probabilities cannot be stored; use a vLLM server (synth "
+                    "serve), which returns ids when asked (return_tokens_as_token_ids)")
+            best = sorted(alts.items(), key=lambda x: -x[1])[:k]  # stable: ties keep the server's order
+            ids.append(tid)
+            top_ids.append([i for i, _ in best])
+            top_lps.append([v for _, v in best])
+        return ids, top_ids, top_lps
 
     def _post(self, body: dict) -> dict:
         import httpx

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import typer
 
-from synth.cli import curate_cmd, inspect_cmd, model_cmd, report_cmd, run_cmd, train_cmd, verify_cmd
+from synth.cli import (curate_cmd, inspect_cmd, model_cmd, report_cmd, run_cmd, serve_cmd, train_cmd,
+                       verify_cmd)
 
 app = typer.Typer(
     name="synth",
@@ -32,6 +33,7 @@ def _options(verbose: bool = typer.Option(
 
 
 app.command("run")(run_cmd.run)
+app.command("serve")(serve_cmd.serve)
 app.command("inspect")(inspect_cmd.inspect)
 app.command("filter")(curate_cmd.filter_)
 app.command("dedup")(curate_cmd.dedup)

@@ -23,6 +23,8 @@ def inspect(
     ] = None,
     head: Annotated[int, typer.Option("--head", "-n", min=0, help="Number of sample rows to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="Show sample values whole (texts are cut at 200 characters and lists summarized otherwise).")] = False,
     skip_bad_inputs: Annotated[bool, typer.Option(
         "--skip-bad-inputs", help="Leave out unreadable or corrupt shards (listed in the output).")] = False,
 ) -> None:
@@ -32,7 +34,7 @@ def inspect(
     wanted = [c.strip() for opt in columns or [] for c in opt.split(",") if c.strip()]
     with user_errors():
         report = inspect_shards(path, columns=wanted or None, where=where, head=head,
-                                skip_bad=skip_bad_inputs)
+                                skip_bad=skip_bad_inputs, full=full)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return

@@ -41,6 +41,9 @@ def list_(
         typer.echo(json.dumps(rows, indent=2))
         return
     t = Table("name", "pulled", "path", "source", "license")
+    for c in t.columns:  # wrapped, never cut: the path is why one runs this
+        c.overflow = "fold"
+    t.columns[2].min_width = 20
     for r in rows:
         t.add_row(r["name"], "yes" if r["pulled"] else "no", r["path"], r["source"], r["license"])
     Console().print(t)

@@ -82,18 +82,32 @@ def _run(cfg, fresh: bool) -> None:
     if r.resumed_from >= r.steps:
         typer.echo(f"{r.out}: already trained {r.steps} steps (--steps more to continue, --fresh to restart)")
     typer.echo(f"{cfg.mode}: {r.steps} steps, {r.tokens} tokens, {r.params / 1e6:.2f}M params, "
-               f"{r.tokens_per_s:.0f} tok/s; train loss {r.loss:.3f}, eval loss {r.eval_loss:.3f}")
+               f"{r.tokens_per_s:.0f} tok/s; train loss {r.loss:.3f} (cross-entropy {r.ce:.3f}), "
+               f"eval cross-entropy {r.eval_loss:.3f}")
     if r.teacher_mix:
         typer.echo("teacher mix: " + ", ".join(f"{k} {v:.2f}" for k, v in r.teacher_mix.items()))
     typer.echo(f"checkpoint: {r.checkpoint}")
     typer.echo(f"loss curve: {r.out / 'loss_curve.png'}")
 
 
+def _text_column(data: list[Path], column: str | None, skip_bad: bool) -> str:
+    """The one rule of every command: --column, else `text` when the shards have it, else
+    `response` (what `synth run` shards hold)."""
+    from synth.cli.curate_cmd import pick_column
+
+    if column or not data:
+        return column or "text"
+    if not Path(data[0]).exists():
+        return "text"  # the data loader says what is missing
+    return pick_column(data[0], None, skip_bad)
+
+
 @app.command()
 def pretrain(
     data: Data, out: Out, config: Config = "tiny", steps: Steps = 200, batch_size: Batch = 8,
     seq_len: SeqLen = 256, lr: Lr = 3e-3, nvfp4: Nvfp4 = False, init: Init = None,
-    column: Annotated[str, typer.Option(help="The shard column holding documents.")] = "text",
+    column: Annotated[Optional[str], typer.Option(
+        help="The shard column holding documents (default: `text` if the shards have it, else `response`).")] = None,
     eval_every: EvalEvery = 50, ckpt_every: CkptEvery = 50, seed: Seed = 0, threads: Threads = 0,
     precision: Precision = "bf16", fresh: Fresh = False, skip_bad_inputs: SkipBad = False,
 ) -> None:
@@ -101,6 +115,7 @@ def pretrain(
     from synth.train.config import TrainConfig
 
     with user_errors():
+        column = _text_column(data, column, skip_bad_inputs)
         cfg = TrainConfig(mode="pretrain", data=tuple(str(d) for d in data), out=str(out),
                           model=config, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                           nvfp4=nvfp4, init=str(init) if init else None, column=column,
@@ -121,7 +136,8 @@ def distill(
         help="Offline: NAME=WEIGHT, the share of rows from each value of the `teacher` column.")] = [],  # noqa: B006
     temperature: Annotated[float, typer.Option(help="Distillation temperature.")] = 1.0,
     kd_weight: Annotated[float, typer.Option(help="loss = w*KD + (1-w)*CE.")] = 0.9,
-    column: Annotated[str, typer.Option(help="Online: the shard column holding documents.")] = "text",
+    column: Annotated[Optional[str], typer.Option(
+        help="Online: the shard column holding documents (default: `text` if the shards have it, else `response`).")] = None,
     eval_every: EvalEvery = 50, ckpt_every: CkptEvery = 50, seed: Seed = 0, threads: Threads = 0,
     precision: Precision = "bf16", fresh: Fresh = False, skip_bad_inputs: SkipBad = False,
 ) -> None:
@@ -136,6 +152,7 @@ def distill(
                 online.append((name, float(w)) if sep and name else (t, 1.0))
             except ValueError:
                 online.append((t, 1.0))
+        column = _text_column(data, column, skip_bad_inputs) if online else (column or "text")
         cfg = TrainConfig(mode="distill", data=tuple(str(d) for d in data), out=str(out),
                           model=config, steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr,
                           nvfp4=nvfp4, init=str(init) if init else None, column=column,

@@ -101,7 +101,11 @@ def code(
             if as_json:
                 typer.echo(json.dumps(dataclasses.asdict(r), default=str))
             else:
-                typer.echo(f"{r.verdict} ({r.elapsed_s:.2f}s)")
+                typer.echo(f"{r.verdict} ({r.elapsed_s:.2f}s)" + (f": {r.reason}" if r.reason else ""))
+                failed = [c for c in r.tests if not c.passed]
+                for case in failed if len(failed) > 1 else []:  # the reason names the first
+                    if r.verdict != "passed":
+                        typer.echo(f"  failed {case.name}" + (f": {case.error}" if case.error else ""))
             raise typer.Exit(0 if r.verdict == "passed" else 1)
         if in_path is None or out is None:
             raise SynthError("give IN and OUT (shards), or --program and --tests")

@@ -179,14 +179,14 @@ def loss_plot(t: TrainFacts, pid: str) -> Plot:
         return Plot(pid, title, note="no loss yet: metrics.jsonl has no train or eval lines")
     fig, ax = _figure(height=3.4)
     xkey = _x_key(t.train + t.eval)
-    for key, style, label in (("loss", "-", "train loss"), ("ce", ":", "cross-entropy"),
+    for key, style, label in (("loss", "-", "train objective"), ("ce", ":", "train cross-entropy"),
                               ("mtp", ":", "multi-token"), ("kd", "--", "distillation (KD)")):
         pts = [(r[xkey], r[key]) for r in t.train if _is_num(r.get(key)) and _is_num(r.get(xkey))]
         if pts:
             ax.plot(*zip(*pts), style, lw=1.8 if key == "loss" else 1.0, label=label)
     ev = [(r[xkey], r["eval_loss"]) for r in t.eval if _is_num(r.get("eval_loss")) and _is_num(r.get(xkey))]
     if ev:
-        ax.plot(*zip(*ev), "o-", color="#d0433a", ms=5, lw=1.2, label="eval loss")
+        ax.plot(*zip(*ev), "o-", color="#d0433a", ms=5, lw=1.2, label="eval cross-entropy")
     ax.set_xlabel("tokens" if xkey == "tokens" else "step")
     ax.set_ylabel("loss")
     ax.grid(alpha=0.3)

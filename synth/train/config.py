@@ -22,13 +22,15 @@ class TrainConfig:
     nvfp4: bool = False
     """Train with NVFP4 fake-quantized linear layers (see synth/model/nvfp4.py)."""
     column: str = "text"
-    """pretrain: the shard column holding documents."""
+    """pretrain (and online distill): the shard column holding documents. The CLI picks `text`
+    when the shards have it, else `response`, as the curation commands do."""
     steps: int = 200
     batch_size: int = 8
     seq_len: int = 256
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup: int = 20
+    """Linear warm-up steps, at most a tenth of `steps` (`synth.train.loop.warmup_steps`)."""
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     eval_fraction: float = 0.05

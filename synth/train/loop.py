@@ -41,12 +41,19 @@ class TrainResult:
     tokens_per_s: float
     params: int
     teacher_mix: dict | None = None
+    ce: float = float("nan")  # the last step's next-token cross-entropy (`loss` is the objective)
+
+
+def warmup_steps(cfg: TrainConfig) -> int:
+    """`cfg.warmup`, but at most a tenth of the run: a short run (--steps 20) is not all warm-up."""
+    return max(1, min(cfg.warmup, cfg.steps // 10))
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    warm = warmup_steps(cfg)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    frac = (step - warm) / max(1, cfg.steps - warm)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, frac)))
 
@@ -225,7 +232,7 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
         return ck
 
     t0, tokens0 = time.time(), tokens
-    loss_v, eval_loss = float("nan"), float("nan")
+    loss_v, eval_loss, ce_v = float("nan"), float("nan"), float("nan")
     with open(metrics_path, "a", encoding="utf-8") as mf:
         for step in range(start, cfg.steps):
             lr = lr_at(step, cfg)
@@ -261,7 +268,7 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
             elapsed = time.time() - t0
             rate = (tokens - tokens0) / elapsed if elapsed > 0 else 0.0
             line = {"split": "train", "step": step + 1, "tokens": tokens, "loss": round(loss_v, 5),
-                    "ce": round(float(res.ce_loss.detach()), 5),
+                    "ce": round(ce_v := float(res.ce_loss.detach()), 5),
                     "mtp": round(float(res.mtp_loss.detach()), 5) if res.mtp_loss is not None else None,
                     "kd": round(float(kd.detach()), 5) if kd is not None else None,
                     "lr": lr, "tok_per_s": round(rate, 1)}
@@ -283,6 +290,7 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
         trains = [m for m in read_metrics(metrics_path) if m.get("split") == "train"]
         eval_loss = evals[-1]["eval_loss"] if evals else float("nan")
         loss_v = trains[-1]["loss"] if trains else float("nan")
+        ce_v = trains[-1].get("ce", float("nan")) if trains else float("nan")
     else:
         ck = out / checkpoint.CKPT
     elapsed = time.time() - t0
@@ -290,4 +298,4 @@ def train(cfg: TrainConfig, *, fresh: bool = False, on_progress=None, log=print)
                        loss=loss_v, eval_loss=eval_loss, elapsed_s=elapsed,
                        tokens_per_s=(tokens - tokens0) / elapsed if elapsed > 0 else 0.0,
                        params=model.num_params(),
-                       teacher_mix=data.mix() if offline else None)
+                       teacher_mix=data.mix() if offline else None, ce=ce_v)

