@@ -282,14 +282,14 @@ def _kill_and_resume(k, pipe, out, limit, expected, env, address, rng) -> dict:
 
 @pytest.mark.timeout(900)
 def test_sigkill_at_random_points_fake_engine(tmp_path, ray_session):
-    """8 runs killed with SIGKILL at random points (a random moment of the start, or up to
+    """6 runs killed with SIGKILL at random points (a random moment of the start, or up to
     1 s after a random shard lands: between shards, in the stages, in dedup, at the end),
     each resumed: every trial ends with exactly the expected rows, each once, kept or
     rejected; a prompt whose rows were on disk at the kill is never generated again; every
     other prompt is generated exactly once by the resume.
 
     Two trials run `synth run` with its own local Ray, killed with its whole process group;
-    the other six connect to this session's Ray (`--address`), where only the driver dies
+    the other four connect to this session's Ray (`--address`), where only the driver dies
     (faster: no Ray start per run). Three trials run at a time."""
     from concurrent.futures import ThreadPoolExecutor
 
@@ -306,7 +306,7 @@ def test_sigkill_at_random_points_fake_engine(tmp_path, ray_session):
     expected = _expected_samples_checked(pipe, limit)
     env = _env(tmp_path)
     address = ray_session.get_runtime_context().gcs_address
-    trials = 8
+    trials = 6
     t0 = time.time()
     with ThreadPoolExecutor(3) as pool:
         futures = [pool.submit(_kill_trial, k, pipe, tmp_path / f"t{k}" / "out", limit, expected,
