@@ -49,6 +49,20 @@ def test_quickstart_cli_real_output(quickstart_run):
     assert m["last_run"]["generated_tokens"] == sum(x["completion_tokens"] for x in rows)
 
 
+def test_quickstart_output_is_kept_by_the_default_filter(tmp_path, quickstart_run):
+    """Issue 16 item 10: the shipped example's rewrites end within max_tokens, so `synth
+    filter` with its defaults keeps them (it drops rows cut at max_tokens: gen.truncated).
+    Sampled (T=0.7): a row may still ramble to the limit, hence "most"."""
+    r, out = quickstart_run
+    rows = read_shards(out).to_pylist()
+    stopped = sum(x["finish_reason"] == "stop" for x in rows)
+    assert stopped >= len(rows) - 1, [(x["finish_reason"], x["completion_tokens"]) for x in rows]
+    f = CliRunner().invoke(app, ["filter", str(out), str(tmp_path / "kept")])
+    assert f.exit_code == 0, f.output
+    kept = read_shards(tmp_path / "kept").num_rows
+    assert kept >= len(rows) - 2, f.output
+
+
 def test_logprobs_and_n_samples(tmp_path, quickstart_run):
     pipe = write_pipeline(
         tmp_path / "lp.yaml",
