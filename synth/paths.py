@@ -14,7 +14,6 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "synth"
 
 
-
 def file_in_the_way(path: str | Path) -> Path | None:
     """The existing file at `path` or at one of the folders on the way to it, if any (then
     the folder cannot be made)."""
@@ -25,10 +24,9 @@ def file_in_the_way(path: str | Path) -> Path | None:
     return None
 
 
-def make_dir(path: str | Path, what: str = "output folder") -> Path:
-    """Create the folder `path` (and its parents) or raise one `SynthError` line: when it, or
-    a folder on the way to it, is an existing file, or it cannot be created (permissions, a
-    read-only filesystem)."""
+def refuse_file_in_the_way(path: str | Path, what: str = "output folder") -> None:
+    """One `SynthError` line when the folder `path` cannot be made because it, or a folder on
+    the way to it, is an existing file."""
     from synth.errors import SynthError
 
     p = Path(path)
@@ -37,6 +35,16 @@ def make_dir(path: str | Path, what: str = "output folder") -> Path:
         raise SynthError(f"{what} {p} is a file; give a folder")
     if f is not None:
         raise SynthError(f"{what} {p} cannot be made: {f} is a file; give another folder")
+
+
+def make_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Create the folder `path` (and its parents) or raise one `SynthError` line: when it, or
+    a folder on the way to it, is an existing file, or it cannot be created (permissions, a
+    read-only filesystem)."""
+    from synth.errors import SynthError
+
+    p = Path(path)
+    refuse_file_in_the_way(p, what)
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -169,12 +169,8 @@ class OpenAIEngine:
             tid = _token_id(t.get("token"))
             alts = {}
             for a in t.get("top_logprobs") or []:
-                aid = _token_id(a.get("token"))
-                if aid is None:
-                    tid = None
-                    break
-                alts.setdefault(aid, float(a.get("logprob")))
-            if tid is None:
+                alts.setdefault(_token_id(a.get("token")), float(a.get("logprob")))
+            if tid is None or None in alts:
                 raise LogprobsUnavailable(
                     f"{self.url} returned tokens as text, not token ids ({t.get('token')!r}), so "
                     "the top-k log-probabilities cannot be stored; use a vLLM server (synth "

@@ -42,6 +42,15 @@ def default_engine_kwargs() -> dict:
     return kw
 
 
+def engine_env(env) -> None:
+    """Set, in `env` (a mapping: `os.environ` or a child's environment), what a vLLM engine
+    needs: the KV cache size on CPU (GiB; vLLM's default takes a large share of RAM), and no
+    OMP_NUM_THREADS (Ray pins it to an actor's CPU reservation; the engine should use the
+    node's cores, and vLLM's CPU worker binds its own threads)."""
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+    env.pop("OMP_NUM_THREADS", None)
+
+
 def _too_long(e: BaseException) -> bool:
     """vLLM's own rejection of a prompt that does not fit the context (renderer or engine)."""
     s = str(e)
@@ -52,11 +61,7 @@ class VLLMEngine:
     is_async = True  # EngineHost awaits `generate_async` instead of running `generate` in a thread
 
     def __init__(self, model: str, engine_kwargs: dict | None = None):
-        # KV cache size on CPU (GiB); vLLM's default takes a large share of RAM.
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
-        # Ray pins OMP_NUM_THREADS to the actor's CPU reservation; the engine should use the
-        # node's cores (vLLM's CPU worker binds its own threads).
-        os.environ.pop("OMP_NUM_THREADS", None)
+        engine_env(os.environ)
         import torch
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.renderers import ChatParams, merge_kwargs

@@ -20,6 +20,7 @@ from synth.cli.common import user_errors
 
 DEFAULT_MODEL = "smollm2-135m"
 
+
 def server_argv(model: str, *, name: str, host: str, port: int, max_model_len: int | None,
                 extra: list[str]) -> list[str]:
     """The argument list of the vLLM server process (tested without starting it)."""
@@ -68,9 +69,10 @@ def serve(
         served = name or model
         argv = server_argv(model, name=served, host=host, port=port,
                            max_model_len=max_model_len, extra=extra)
+    from synth.backends.vllm_engine import engine_env
+
     env = dict(os.environ)
-    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")  # GiB; vLLM's CPU default takes much of RAM
-    env.pop("OMP_NUM_THREADS", None)  # vLLM's CPU worker binds its own threads
+    engine_env(env)  # as for synth's own engines
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/v1"
     typer.echo(f"serving {served} at {url} (OpenAI-compatible; Ctrl-C stops it). In a pipeline:\n"
                f"  model: {{backend: openai, name: {served}, base_url: {url}}}", err=True)

@@ -103,8 +103,8 @@ def code(
             else:
                 typer.echo(f"{r.verdict} ({r.elapsed_s:.2f}s)" + (f": {r.reason}" if r.reason else ""))
                 failed = [c for c in r.tests if not c.passed]
-                for case in failed if len(failed) > 1 else []:  # the reason names the first
-                    if r.verdict != "passed":
+                if r.verdict != "passed" and len(failed) > 1:  # the reason names the first
+                    for case in failed:
                         typer.echo(f"  failed {case.name}" + (f": {case.error}" if case.error else ""))
             raise typer.Exit(0 if r.verdict == "passed" else 1)
         if in_path is None or out is None:

@@ -168,13 +168,9 @@ class _FileLock:
         self.created_out = False
 
     def acquire(self) -> None:
-        from synth.paths import file_in_the_way
+        from synth.paths import refuse_file_in_the_way
 
-        f = file_in_the_way(self.out)
-        if f == self.out:
-            raise SynthError(f"output path {self.out} is a file; give a folder")
-        if f is not None:
-            raise SynthError(f"output folder {self.out} cannot be made: {f} is a file; give another folder")
+        refuse_file_in_the_way(self.out, "output path")
         data = (json.dumps(self.info) + "\n").encode()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # each round wins, loses, or clears a stale lock
