@@ -18,6 +18,9 @@ def storage_env() -> dict[str, str]:
 
 
 VERBOSE_ENV = "SYNTH_VERBOSE"
+# Set by the `synth` command (not by the library or the tests): keep the driver's C++ log
+# lines off the terminal when Ray starts (`synth.native_stderr`).
+FILTER_NATIVE_STDERR = False
 
 
 def verbose() -> bool:
@@ -30,7 +33,8 @@ def quiet_ray() -> None:
     """By default a user sees synth's progress and summary, not Ray's: its loggers keep
     errors only (the token-authentication notice, Ray Data's "Progress bars disabled" and
     INFO lines go), and the Python warnings raised inside Ray's modules or about Ray Data's
-    arguments are not shown. The driver's C++ core worker still prints its own error lines."""
+    arguments are not shown. In the `synth` command the driver's C++ core worker lines go too
+    (`synth.native_stderr`); they stay in the Ray session's log files."""
     import logging
     import warnings
 
@@ -54,6 +58,10 @@ def init_ray(address: str | None = None):
     loud = verbose()
     if not loud:
         quiet_ray()
+        if FILTER_NATIVE_STDERR:
+            from synth import native_stderr
+
+            native_stderr.install()
     kwargs: dict = {"namespace": "synth", "ignore_reinit_error": True, "include_dashboard": False,
                     "logging_level": "info" if loud else "error", "log_to_driver": loud}
     if address:

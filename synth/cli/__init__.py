@@ -47,5 +47,8 @@ app.add_typer(train_cmd.app, name="train")
 def main() -> None:
     from synth.cli import common
 
+    from synth import ray_runtime
+
     common.STANDALONE = True
+    ray_runtime.FILTER_NATIVE_STDERR = True
     app()
