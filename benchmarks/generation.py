@@ -6,15 +6,22 @@ Parquet shards), on the same prompts, in one run, for two workloads:
   a batch waits for its slowest sample unless the engine keeps other batches' requests running.
 
     python benchmarks/generation.py [--prompts 128] [--max-tokens 64] [--batch-size 64]
-                                    [--long-prompts 40] [--long-batch-size 16]
+                                    [--long-prompts 40] [--long-batch-size 16] [--rounds 2]
 
 Both sides use the embedded model with synth's default engine arguments and greedy decoding,
 so both generate the same tokens (checked: the completion token totals must match). Raw gets
 every prompt of a workload in one `LLM.chat` call. Engine start is excluded from both rates:
-raw times the `chat` call; synth times from the first batch sent to the last shard written
-(`RunResult.generation_s`), which includes Ray Data scheduling, the actor hops and Parquet
-writes. Prints tokens/s of each side and `ratio_vs_raw_vllm` per workload; the last line is the
-smaller ratio: `ratio_vs_raw_vllm: X`.
+raw times the `chat` call; synth times from the dataflow's start to the last shard written
+(`RunResult.generation_s`), which includes starting Ray Data's workers, the actor hops and
+Parquet writes.
+
+The two sides take turns, `--rounds` times (raw then synth, then synth then raw, ...): this
+machine's speed drifts by up to 10 % between runs minutes apart, more than the gap measured, so
+a single raw-then-synth pair says little. Ray runs only during synth's turns (started, engine
+loaded and warmed, then shut down), so raw never shares the machine with Ray's idle processes;
+raw's engine stays loaded, idle, through synth's turns. The ratio of a workload is synth's
+tokens/s over raw's, each summed over the rounds. Prints every turn, then `ratio_vs_raw_vllm`
+per workload; the last line is the smaller ratio: `ratio_vs_raw_vllm: X`.
 """
 
 from __future__ import annotations
@@ -94,12 +101,24 @@ def run_raw(llm, convs: list, max_tokens: int) -> tuple[int, float, list[int]]:
     return sum(lengths), dt, lengths
 
 
-def run_synth(cfg, out: Path, limit: int):
+def synth_turn(workloads, tmp: Path, round_no: int) -> dict:
+    """One turn of synth over every workload: Ray up, engine loaded and warmed on two prompts
+    (excluded, as raw's engine start is), the timed runs, then Ray down."""
+    import ray
+
+    from synth.backends.pool import forget_engines
     from synth.pipeline.run import run_pipeline
 
-    # Warm the engine actor and Ray Data on two prompts (engine start is excluded, as for raw).
-    run_pipeline(cfg, out=out.with_name(out.name + "-warm"), limit=2, resume=False)
-    return run_pipeline(cfg, out=out, limit=limit, resume=False)
+    out = {}
+    try:
+        for name, cfg, n, _, _ in workloads:
+            base = tmp / f"out-{name}-{round_no}"
+            run_pipeline(cfg, out=base.with_name(base.name + "-warm"), limit=2, resume=False)
+            out[name] = run_pipeline(cfg, out=base, limit=n, resume=False)
+    finally:
+        forget_engines()
+        ray.shutdown()
+    return out
 
 
 def main() -> None:
@@ -110,6 +129,7 @@ def main() -> None:
     ap.add_argument("--long-prompts", type=int, default=40)
     ap.add_argument("--long-max-tokens", type=int, default=384)
     ap.add_argument("--long-batch-size", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
@@ -119,8 +139,7 @@ def main() -> None:
 
     model_path = str(pull("smollm2-135m"))
     tmp = Path(tempfile.mkdtemp(prefix="synth-bench-"))
-    print(f"load average at start: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
-          f"{os.getloadavg()[2]:.2f}", flush=True)
+    print(f"load average at start: {_load()}", flush=True)
     try:
         workloads = []
         cfg = load_pipeline(pipeline_file(
@@ -139,46 +158,60 @@ def main() -> None:
             prompts = build_prompts(cfg, model_path=model_path, limit=n)
             convs[name] = [json.loads(m) for m in prompts.column("messages").to_pylist()]
 
-        # Raw first (one engine for both workloads), then synth (one engine actor for both).
-        from vllm import LLM
+        from vllm import LLM, SamplingParams
 
         from synth.backends.vllm_engine import default_engine_kwargs
 
         llm = LLM(model=model_path, **default_engine_kwargs())
-        from vllm import SamplingParams
-
         # Warm-up, as synth's engine is warm too. (Explicit max_tokens: without one vLLM
         # generates up to max_model_len.)
         llm.chat(convs["short"][:2], SamplingParams(temperature=0.0, max_tokens=8), use_tqdm=False)
-        raw = {}
-        for name, _, _, max_tokens, _ in workloads:
-            raw[name] = run_raw(llm, convs[name], max_tokens)
-            tokens, s, lengths = raw[name]
-            print(f"[{name}] raw vllm.LLM.chat: {tokens} tokens in {s:.1f}s = "
-                  f"{tokens / s:.1f} tokens/s (outputs of {min(lengths)} to {max(lengths)} "
-                  "tokens)", flush=True)
+
+        totals = {name: {"raw": [0, 0.0], "synth": [0, 0.0]} for name, *_ in workloads}
+
+        def raw_turn(r: int) -> None:
+            for name, _, _, max_tokens, _ in workloads:
+                tokens, s, lengths = run_raw(llm, convs[name], max_tokens)
+                totals[name]["raw"][0] += tokens
+                totals[name]["raw"][1] += s
+                print(f"[{name}] round {r} raw vllm.LLM.chat: {tokens} tokens in {s:.1f}s = "
+                      f"{tokens / s:.1f} tokens/s (outputs of {min(lengths)} to {max(lengths)} "
+                      f"tokens; load {_load()})", flush=True)
+
+        def synth_side(r: int) -> None:
+            results = synth_turn(workloads, tmp, r)
+            for name, cfg, n, max_tokens, bs in workloads:
+                res = results[name]
+                totals[name]["synth"][0] += res.generated_tokens
+                totals[name]["synth"][1] += res.generation_s
+                print(f"[{name}] round {r} synth (Ray Data + engine actor + shards, batch_size "
+                      f"{bs}, in_flight {cfg.model.in_flight}): {res.generated_tokens} tokens in "
+                      f"{res.generation_s:.1f}s = {res.generated_tokens / res.generation_s:.1f} "
+                      f"tokens/s (load {_load()})", flush=True)
+
+        for r in range(args.rounds):
+            for side in ((raw_turn, synth_side) if r % 2 == 0 else (synth_side, raw_turn)):
+                side(r)
         del llm
         gc.collect()
 
         ratios = {}
-        for name, cfg, n, max_tokens, bs in workloads:
-            r = run_synth(cfg, tmp / f"out-{name}", n)
-            rate = r.generated_tokens / r.generation_s
-            raw_tokens, raw_s, _ = raw[name]
-            ratios[name] = rate / (raw_tokens / raw_s)
-            print(f"[{name}] synth (Ray Data + engine actor + shards, batch_size {bs}, "
-                  f"in_flight {cfg.model.in_flight}): {r.generated_tokens} tokens in "
-                  f"{r.generation_s:.1f}s = {rate:.1f} tokens/s (engine start "
-                  f"{r.engine_start_s:.1f}s, excluded)", flush=True)
-            same = "yes" if r.generated_tokens == raw_tokens else "NO"
-            print(f"[{name}] prompts {len(convs[name])}, max_tokens {max_tokens}, same completion "
-                  f"tokens as raw: {same} ({r.generated_tokens} vs {raw_tokens})")
+        for name, _, _, max_tokens, _ in workloads:
+            (rt, rs), (st, ss) = totals[name]["raw"], totals[name]["synth"]
+            ratios[name] = (st / ss) / (rt / rs)
+            same = "yes" if st == rt else "NO"
+            print(f"[{name}] prompts {len(convs[name])}, max_tokens {max_tokens}, {args.rounds} "
+                  f"rounds: raw {rt / rs:.1f} tokens/s, synth {st / ss:.1f} tokens/s; same "
+                  f"completion tokens as raw: {same} ({st} vs {rt})")
             print(f"[{name}] ratio_vs_raw_vllm: {ratios[name]:.3f}", flush=True)
-        print(f"load average at end: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
-              f"{os.getloadavg()[2]:.2f}")
+        print(f"load average at end: {_load()}")
         print(f"ratio_vs_raw_vllm: {min(ratios.values()):.3f}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 if __name__ == "__main__":

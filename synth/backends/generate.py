@@ -86,7 +86,9 @@ class GenerateBatch:
                  retries: int = 3, restart_timeout: float = 1200.0):
         import ray
 
-        slot = ray.get(counter.next.remote())
+        # With several engines a shared counter spreads the workers over them; one engine
+        # needs none.
+        slot = ray.get(counter.next.remote()) if counter is not None else 0
         self.engine = engines[slot % len(engines)]
         self.sampling = sampling
         self.model_name = model_name

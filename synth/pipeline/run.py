@@ -563,6 +563,9 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
                          "elapsed": gen_s0 + time.time() - t_gen})
 
     report()
+    from synth.backends.pool import slot_counter
+
+    counter = slot_counter() if len(engines) > 1 else None
     try:
         # Units go through in windows of WINDOW_UNITS, one Ray Data execution each: Ray Data
         # keeps a little state per block in the driver (metadata, stats), so the driver's
@@ -570,7 +573,8 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
         for w in range(0, len(p.todo), WINDOW_UNITS):
             units = p.todo[w:w + WINDOW_UNITS]
             seeds_of = {u.key: u.seeds for u in units}
-            for batch in _batches_or_failure(_dataflow(p, units, engines, out_dir, state["attempt"]), out_dir):
+            flow = _dataflow(p, units, engines, counter, out_dir, state["attempt"])
+            for batch in _batches_or_failure(flow, out_dir):
                 for blob in batch.column("stats").to_pylist():
                     r = json.loads(blob)
                     mf.merge_stats(state["stats"], r["stats"])
@@ -582,17 +586,17 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
     finally:
         state["gen_s"] = gen_s0 + time.time() - t_gen
         ctx.target_max_block_size = saved_block_size
+        if counter is not None:
+            ray.kill(counter)
 
 
 WINDOW_UNITS = 256
 
 
-def _dataflow(p: _Part, units: list, engines: list, out_dir, attempt: int):
+def _dataflow(p: _Part, units: list, engines: list, counter, out_dir, attempt: int):
     """The Ray Data pipeline over `units`: render -> generate -> stages -> write."""
     import pyarrow as pa
     import ray
-
-    from synth.backends.pool import slot_counter
 
     cfg = p.cfg
     blocks = [pa.table({"unit": pa.array([i], pa.int64())}) for i in range(len(units))]
@@ -605,18 +609,21 @@ def _dataflow(p: _Part, units: list, engines: list, out_dir, attempt: int):
     # Generation actors spread over the nodes. Without stages each writes its units where it
     # is; with stages, one FinishUnit actor per node runs them and writes. Shards go from the
     # workers to OUT (a shared folder or an object store), never through the driver.
+    # One GenerateUnit actor per engine, with `in_flight` units in it at once, each in its own
+    # thread (they wait on the engine actor, GIL released): one process to start and keep
+    # instead of `in_flight`. Exactly `in_flight` units per actor: Ray Data's default would
+    # queue more on the first actor ready, and a queued unit waits for the one before it
+    # instead of joining the engine's running batch.
     ds = ds.map_batches(
         GenerateUnit,
-        fn_constructor_kwargs=dict(engines=engines, counter=slot_counter(), sampling=cfg.sampling,
+        fn_constructor_kwargs=dict(engines=engines, counter=counter, sampling=cfg.sampling,
                                    model_name=cfg.model.name, pipeline=cfg.name,
                                    out_dir=None if cfg.stages else str(out_dir), attempt=attempt),
         batch_size=None, batch_format="pyarrow", scheduling_strategy="SPREAD",
-        # One unit per actor at a time: by default Ray Data queues several blocks on the first
-        # actor that is ready while the others still start, and a queued unit then waits for
-        # the one before it instead of joining the engine's running batch (seen: 2 of 3 units
-        # in the engine for the first 190 s of a 320 s run).
-        compute=ray.data.ActorPoolStrategy(size=len(engines) * cfg.model.in_flight,
-                                           max_tasks_in_flight_per_actor=1), num_cpus=0)
+        compute=ray.data.ActorPoolStrategy(size=len(engines),
+                                           max_tasks_in_flight_per_actor=cfg.model.in_flight,
+                                           max_concurrent_calls_per_actor=cfg.model.in_flight,
+                                           enable_true_multi_threading=True), num_cpus=0)
     if not cfg.stages:
         return ds
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
