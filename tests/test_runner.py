@@ -173,3 +173,22 @@ def test_units_in_several_windows_are_each_written_once(tmp_path, ray_session, m
     assert len(ids) == len(set(ids)) == len(expected_ids(cfg, limit=12)) == r.rows
     markers = list((out / "_completions").glob("*.json"))
     assert len(markers) == len(list_shards(out)) == r.shards >= 3  # more than one window
+
+
+def test_every_unit_reaches_the_engine_at_once(tmp_path, ray_session):
+    """With `in_flight` >= the units of a run, every unit is in the engine actor together (the
+    engine's continuous batching needs them there): Ray Data must not queue a unit behind
+    another on one worker. The fake engine holds each batch for a second, so a unit sent
+    only after another finished shows as a peak below min(units, in_flight)."""
+    import ray
+
+    from synth.backends.pool import get_engines
+    from synth.pipeline.prompts import resolve_model
+    from synth.pipeline.run import engine_spec
+
+    cfg = load_pipeline(fake_pipeline(tmp_path, name="inflight", batch_size=2, in_flight=4,
+                                      engine_kwargs={"delay": 1.0}))
+    r = run_pipeline(cfg, out=tmp_path / "out", limit=12)
+    assert r.shards >= 3  # a unit (and a shard) per 2 seeds
+    (engine,) = get_engines(engine_spec(cfg, resolve_model(cfg)))
+    assert ray.get(engine.peak_calls.remote()) == min(r.shards, 4)

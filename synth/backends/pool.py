@@ -79,9 +79,12 @@ class EngineHost:
         self.is_async = getattr(self.engine, "is_async", False)
         self.lock = None if getattr(self.engine, "thread_safe", False) else asyncio.Lock()
         self.threads = None if self.is_async else ThreadPoolExecutor(max_workers=SYNC_CALLS)
+        self.calls = self.peak = 0  # batches in this actor now, and at most since `peak_calls`
 
     async def generate(self, conversations, prompt_ids, sampling):
         """`(samples per conversation, node address)`; see synth.backends.base for a sample."""
+        self.calls += 1
+        self.peak = max(self.peak, self.calls)
         try:
             if self.is_async:
                 results = await self.engine.generate_async(conversations, prompt_ids, sampling)
@@ -94,6 +97,14 @@ class EngineHost:
                 # so that Ray restarts the actor (max_restarts=-1) with a fresh engine.
                 os._exit(1)
             raise
+        finally:
+            self.calls -= 1
+
+    async def peak_calls(self) -> int:
+        """The most batches this actor held at once since the last call (a synchronous engine
+        takes them one at a time; they still wait here, not in a Ray Data worker)."""
+        peak, self.peak = self.peak, self.calls
+        return peak
 
     async def _in_thread(self, conversations, prompt_ids, sampling):
         import asyncio

@@ -518,22 +518,28 @@ class FinishUnit:
         return self.writer(table)
 
 
+def engine_spec(cfg: PipelineConfig, model_path: str):
+    """What identifies the engine actors that generate for `cfg` (`model_path`: resolved)."""
+    from synth.backends.base import EngineSpec
+
+    return EngineSpec(backend=cfg.model.backend, model=model_path,
+                      engine_kwargs=cfg.model.engine_kwargs, base_url=cfg.model.base_url,
+                      api_key_env=cfg.model.api_key_env, max_retries=cfg.model.max_retries,
+                      request_timeout=cfg.model.request_timeout,
+                      concurrency=cfg.model.concurrency)
+
+
 def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
     """Generate part `p`'s units not done: one Ray Data pipeline, one block per unit."""
     import json
 
     import ray
 
-    from synth.backends.base import EngineSpec
     from synth.backends.pool import get_engines
 
     cfg = p.cfg
     init_ray(address)
-    spec = EngineSpec(backend=cfg.model.backend, model=p.model_path,
-                      engine_kwargs=cfg.model.engine_kwargs, base_url=cfg.model.base_url,
-                      api_key_env=cfg.model.api_key_env, max_retries=cfg.model.max_retries,
-                      request_timeout=cfg.model.request_timeout,
-                      concurrency=cfg.model.concurrency)
+    spec = engine_spec(cfg, p.model_path)
     t_engine = time.time()
     engines = get_engines(spec)
     try:
