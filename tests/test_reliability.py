@@ -56,12 +56,9 @@ def _one_error_line(stderr: str) -> str:
 
 
 def _engine_key(cfg, model_path: str) -> str:
-    from synth.backends.base import EngineSpec
+    from synth.pipeline.run import engine_spec
 
-    m = cfg.model
-    return EngineSpec(backend=m.backend, model=model_path, engine_kwargs=m.engine_kwargs,
-                      base_url=m.base_url, api_key_env=m.api_key_env, max_retries=m.max_retries,
-                      request_timeout=m.request_timeout, concurrency=m.concurrency).key()
+    return engine_spec(cfg, model_path).key()
 
 
 def _run_killing_engine(cfg, out: Path, model_path: str, limit: int, after_shards: int,

@@ -2,9 +2,9 @@
 
 `generate_table(engine, prompts, ...)` sends one table of prompts to one engine actor (see
 `synth.backends.pool`) and returns its generated rows. `GenerateBatch` is the callable class
-Ray Data runs in its actor pool (`ds.map_batches(GenerateBatch, ...)`): each instance binds to
-one engine actor and calls `generate_table` per batch. Several instances share an engine actor
-(`model.in_flight` per engine), so several batches are in the engine at once.
+Ray Data runs in its actor pool (through `synth.pipeline.run.GenerateUnit`): each instance binds
+to one engine actor and calls `generate_table` per batch, `model.in_flight` batches at once (a
+thread each), so several batches are in the engine at once.
 
 If the engine actor dies mid-batch, Ray restarts it (a vLLM engine takes ~35 s to load here,
 minutes on a busy machine): the batch waits for it, up to `restart_timeout` seconds, and is

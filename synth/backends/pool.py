@@ -51,8 +51,8 @@ def _engine_env() -> dict:
     return {k: os.environ[k] for k in ENGINE_ENV if k in os.environ}
 
 
-# Calls an engine actor serves at once: enough for every Ray Data worker of a run to keep its
-# batch in flight (engines x model.in_flight workers share the actors). Sync engines run each
+# Calls an engine actor serves at once: enough for every batch a run keeps in flight
+# (model.in_flight per engine, from its GenerateUnit worker). Sync engines run each
 # call in a thread of their own (SYNC_CALLS threads; beyond that, calls wait their turn).
 ACTOR_CALLS = 1000
 SYNC_CALLS = 64

@@ -535,7 +535,7 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
 
     import ray
 
-    from synth.backends.pool import get_engines
+    from synth.backends.pool import get_engines, slot_counter
 
     cfg = p.cfg
     init_ray(address)
@@ -569,8 +569,6 @@ def _generate(p: _Part, out_dir, address, on_progress, state) -> None:
                          "elapsed": gen_s0 + time.time() - t_gen})
 
     report()
-    from synth.backends.pool import slot_counter
-
     counter = slot_counter() if len(engines) > 1 else None
     try:
         # Units go through in windows of WINDOW_UNITS, one Ray Data execution each: Ray Data
